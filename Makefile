@@ -1,0 +1,49 @@
+# forkless: `make` builds, `make demo` shows it, `make test` runs every test.
+GO      ?= go
+CC      ?= gcc
+CFLAGS  ?= -O2 -Wall -Wextra -Werror
+
+BINARIES = bin/forkless bin/forkless-probe bin/forkless-tiny bin/forkless-cbench
+
+.PHONY: all demo test test-go test-race lint bench clean
+all: $(BINARIES)
+
+bin/forkless: FORCE
+	@mkdir -p bin
+	$(GO) build -o $@ ./cmd/forkless
+
+# Flags match internal/testbin, which builds the same helpers for plain `go test`.
+bin/forkless-probe: tests/probe/probe.c
+	@mkdir -p bin
+	$(CC) $(CFLAGS) -static -o $@ $<
+bin/forkless-tiny: tests/tiny/tiny.c
+	@mkdir -p bin
+	$(CC) $(CFLAGS) -static -nostdlib -fno-stack-protector -o $@ $<
+bin/forkless-cbench: tests/cbench/cbench.c
+	@mkdir -p bin
+	$(CC) $(CFLAGS) -o $@ $<
+
+demo: all
+	bin/forkless bench --n 200 --svg bin/demo-bench.svg
+
+test: all lint test-go test-race
+
+lint:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+
+test-go:
+	$(GO) test -count=1 ./...
+
+# The race stress and the engine under the race detector.
+test-race:
+	$(GO) test -count=1 -race ./spawn/... ./tests/...
+
+bench: all
+	$(GO) test -run '^$$' -bench . -benchtime 2000x ./spawn/
+	bin/forkless bench --rss 16,1024,4096 --svg bin/bench.svg
+
+clean:
+	rm -rf bin lib build
+
+FORCE:

@@ -1,0 +1,94 @@
+// Package testbin finds the project's small C helper programs (the probe,
+// the tiny static target, the C bench host) for tests, building them with
+// gcc when bin/ lacks them or they are older than their source. Tests can
+// then run with plain `go test` as well as under `make test`.
+package testbin
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+)
+
+// Program describes how one helper is built from tests/<Dir>/<Dir>.c.
+type Program struct {
+	Dir   string   // folder under tests/ holding <Dir>.c
+	Out   string   // file name under bin/
+	Flags []string // gcc flags besides -O2 -Wall -Wextra -Werror
+}
+
+// The helpers. The Makefile builds the same files with the same flags.
+var (
+	Probe  = Program{Dir: "probe", Out: "forkless-probe", Flags: []string{"-static"}}
+	Tiny   = Program{Dir: "tiny", Out: "forkless-tiny", Flags: []string{"-static", "-nostdlib", "-fno-stack-protector"}}
+	CBench = Program{Dir: "cbench", Out: "forkless-cbench"}
+)
+
+var mu sync.Mutex
+
+// Root returns the repository root: the nearest parent of the working
+// directory holding go.mod.
+func Root() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("testbin: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Build returns the path of p's binary under bin/, compiling it first when
+// it is missing or older than its source.
+func Build(p Program) (string, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	root, err := Root()
+	if err != nil {
+		return "", err
+	}
+	src := filepath.Join(root, "tests", p.Dir, p.Dir+".c")
+	out := filepath.Join(root, "bin", p.Out)
+	si, err := os.Stat(src)
+	if err != nil {
+		return "", fmt.Errorf("testbin: %w", err)
+	}
+	if oi, err := os.Stat(out); err == nil && !oi.ModTime().Before(si.ModTime()) {
+		return out, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", err
+	}
+	tmp := out + ".tmp"
+	args := append([]string{"-O2", "-Wall", "-Wextra", "-Werror"}, p.Flags...)
+	args = append(args, "-o", tmp, src)
+	if msg, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("testbin: gcc %s: %v\n%s", p.Dir, err, msg)
+	}
+	return out, os.Rename(tmp, out)
+}
+
+// TB is the part of testing.TB that MustBuild needs.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+// MustBuild is Build for tests: it fails the test on error.
+func MustBuild(t TB, p Program) string {
+	t.Helper()
+	path, err := Build(p)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	return path
+}
