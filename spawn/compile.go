@@ -48,6 +48,18 @@ func compile(req *request, clearSighand bool) (*program, error) {
 		st := p.step("signal dispositions")
 		p.add(op{kind: opResetSig, a: [6]uint64{uint64(p.buf(make([]byte, 32))), uint64(dfl)}, step: st})
 	}
+	// glibc parity: its internal signals (32 SIGCANCEL, 33 SIGSETXID) are
+	// set to SIG_IGN in the child unless SETSIGDEF names them, and the
+	// program runs with them ignored. glibc reinstalls its handlers in the
+	// new program when it needs them.
+	ignAction := make([]byte, 32)
+	ignAction[0] = 1 // sa_handler = SIG_IGN
+	ign := p.buf(ignAction)
+	for _, sig := range []int{32, 33} {
+		if fl&FlagSetSigDefault == 0 || !attr.sigDefault.Has(sigOf(sig)) {
+			p.sys(p.step("signal dispositions"), ctlIgnErr, unix.SYS_RT_SIGACTION, uintptr(sig), ign, 0, 8)
+		}
+	}
 	if fl&FlagSetSigDefault != 0 && attr.sigDefault != 0 {
 		st := p.step("signal defaults")
 		for sig := 1; sig <= 64; sig++ {

@@ -68,7 +68,15 @@ func Build(p Program) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return "", err
 	}
-	tmp := out + ".tmp"
+	// A unique temporary name: test binaries of several packages may
+	// build the same helper at once.
+	tf, err := os.CreateTemp(filepath.Dir(out), p.Out+".*.tmp")
+	if err != nil {
+		return "", err
+	}
+	tmp := tf.Name()
+	tf.Close()
+	defer os.Remove(tmp)
 	args := append([]string{"-O2", "-Wall", "-Wextra", "-Werror"}, p.Flags...)
 	args = append(args, "-o", tmp, src)
 	if msg, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
