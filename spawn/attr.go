@@ -80,11 +80,9 @@ func (a *Attr) SetFlags(f Flag) error {
 func (a *Attr) Flags() Flag { return a.flags }
 
 // SetPgroup sets the process group FlagSetPgroup joins; 0 means a new group
-// led by the child. A negative group is rejected with EINVAL.
+// led by the child. As in glibc any value is accepted here; setpgid in the
+// child decides (a negative group fails the spawn with EINVAL).
 func (a *Attr) SetPgroup(pgid int) error {
-	if pgid < 0 {
-		return unix.EINVAL
-	}
 	a.pgroup = pgid
 	return nil
 }

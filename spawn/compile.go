@@ -9,11 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// pathMax and nameMax bound a PATH search candidate as glibc does.
-const (
-	pathMax = 4096
-	nameMax = 255
-)
+// pathMax caps the PATH a search reads, as in glibc.
+const pathMax = 4096
 
 // defaultPath is confstr(_CS_PATH) on glibc Linux: the search path used
 // when PATH is unset.
@@ -209,19 +206,14 @@ func compileExec(p *program, req *request, argv, envv uintptr) error {
 	if !ok {
 		search = defaultPath
 	}
-	fileLen := len(file) + 1
-	if len(file) > nameMax {
-		fileLen = nameMax + 1
-	}
-	pathLen := len(search) + 1
-	if len(search) > pathMax-1 {
-		pathLen = pathMax
-	}
-	if fileLen > nameMax || pathLen+fileLen+1 > pathMax {
-		return fail(unix.ENAMETOOLONG)
-	}
+	// Like glibc, an entry as long as the (capped) PATH is skipped: that
+	// only happens when PATH is longer than PATH_MAX.
+	pathLen := min(len(search), pathMax-1) + 1
 	st := p.step("exec (PATH search)")
 	for _, dir := range strings.Split(search, ":") {
+		if len(dir) >= pathLen {
+			continue
+		}
 		cand := file // an empty entry means the working directory
 		if dir != "" {
 			cand = dir + "/" + file

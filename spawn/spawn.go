@@ -78,6 +78,7 @@ func start(req *request) (*Process, error) {
 
 	acquireForkLock()
 	defer releaseForkLock()
+	pidfd := true
 	for {
 		useClone3 := !noClone3.Load()
 		if !useClone3 && cgroup {
@@ -87,11 +88,17 @@ func start(req *request) (*Process, error) {
 		if err != nil {
 			return nil, err
 		}
-		pid, errno := run(prog, req.attr, stack, useClone3, cgroup)
+		pid, errno := run(prog, req.attr, stack, useClone3, cgroup, pidfd)
 		if errno == 0 {
 			return finish(req, prog, int(pid))
 		}
 		e := unix.Errno(errno)
+		if pidfd && (e == unix.EMFILE || e == unix.ENFILE) {
+			// No descriptor left for the pidfd: spawn anyway, as
+			// posix_spawn would, and track the child by pid.
+			pidfd = false
+			continue
+		}
 		if useClone3 && !cgroup && (e == unix.ENOSYS || e == unix.EPERM || e == unix.EINVAL) {
 			noClone3.Store(true)
 			continue
@@ -105,14 +112,18 @@ func start(req *request) (*Process, error) {
 }
 
 // run makes the clone on a locked thread with every signal blocked.
-func run(prog *program, attr *Attr, stack []byte, useClone3, cgroup bool) (uintptr, uintptr) {
+func run(prog *program, attr *Attr, stack []byte, useClone3, cgroup, pidfd bool) (uintptr, uintptr) {
+	var withPidfd uint64
+	if pidfd {
+		withPidfd = clonePidfd
+	}
 	top := uintptr(unsafe.Pointer(&stack[len(stack)-1])) + 1
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var pid, errno uintptr
 	if useClone3 {
 		args := &cloneArgs{
-			flags:      cloneVM | cloneVfork | clonePidfd | cloneClearSighand,
+			flags:      cloneVM | cloneVfork | withPidfd | cloneClearSighand,
 			pidfd:      uint64(uintptr(unsafe.Pointer(&prog.st.pidfd))),
 			exitSignal: uint64(unix.SIGCHLD),
 			stack:      uint64(uintptr(unsafe.Pointer(&stack[guardSize]))),
@@ -125,7 +136,7 @@ func run(prog *program, attr *Attr, stack []byte, useClone3, cgroup bool) (uintp
 		pid, errno = rawSpawn(prog.st, unix.SYS_CLONE3, uintptr(unsafe.Pointer(args)), unsafe.Sizeof(*args), 0)
 		runtime.KeepAlive(args)
 	} else {
-		flags := uintptr(cloneVM | cloneVfork | clonePidfd | uintptr(unix.SIGCHLD))
+		flags := uintptr(cloneVM|cloneVfork|withPidfd) | uintptr(unix.SIGCHLD)
 		pid, errno = rawSpawn(prog.st, unix.SYS_CLONE, flags, top, uintptr(unsafe.Pointer(&prog.st.pidfd)))
 	}
 	runtime.KeepAlive(prog)
