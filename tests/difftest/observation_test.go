@@ -2,11 +2,13 @@ package difftest
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -371,4 +373,30 @@ func TestProbeLargeOutput(t *testing.T) {
 	cmd.Env = env
 	obs := runProbe(t, cmd)
 	assert.Equal(t, env, obs.Env)
+}
+
+// FuzzParseObservation: any input gives an Observation or an error, never
+// a panic, and whatever parses re-encodes and parses to the same value.
+func FuzzParseObservation(f *testing.F) {
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"scan_fd":3,"fds":[{"fd":0,"cloexec":false,"flags":0,"pos":0,"target":"/dev/null","tty_pgrp":null}]}`))
+	f.Add([]byte(`[1,2,3]`))
+	f.Add([]byte(`{"argv":["a\u0000b"],"env":null}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		obs, err := ParseObservation(data)
+		if err != nil {
+			return
+		}
+		again, err := json.Marshal(obs)
+		if err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		obs2, err := ParseObservation(again)
+		if err != nil {
+			t.Fatalf("re-parse: %v", err)
+		}
+		if !reflect.DeepEqual(obs, obs2) {
+			t.Fatalf("round trip changed the observation")
+		}
+	})
 }

@@ -132,6 +132,13 @@ func Scenarios() []Scenario {
 		}), Actions: []Action{{Op: "fchdir", FD: 26}}},
 		{Name: "fchdir/enotdir", Setup: base, Actions: []Action{{Op: "fchdir", FD: 20}}},
 		{Name: "fchdir/ebadf", Setup: base, Actions: []Action{{Op: "fchdir", FD: 45}}},
+		{Name: "fchdir/negative", Setup: base, Actions: []Action{{Op: "fchdir", FD: -1}}},
+		{Name: "fchdir/over-limit", Setup: with(base, func(s *Setup) { s.NoFile = 100 }), Actions: []Action{{Op: "fchdir", FD: 100}}},
+		{Name: "tcsetpgrp/negative-ebadf", Setup: base, Actions: []Action{{Op: "tcsetpgrp", FD: -1}}},
+		{Name: "tcsetpgrp/over-limit-ebadf", Setup: with(base, func(s *Setup) { s.NoFile = 100 }), Actions: []Action{{Op: "tcsetpgrp", FD: 100}}},
+		{Name: "dup2/over-limit-ebadf", Setup: with(base, func(s *Setup) { s.NoFile = 100 }), Actions: []Action{{Op: "dup2", FD: 20, NewFD: 100}}},
+		{Name: "open/over-limit-ebadf", Setup: with(base, func(s *Setup) { s.NoFile = 100 }), Actions: []Action{{Op: "open", FD: 100, Path: "/x"}}},
+		{Name: "closefrom/over-limit-ebadf", Setup: with(base, func(s *Setup) { s.NoFile = 100 }), Actions: []Action{{Op: "closefrom", FD: 100}}},
 
 		// addclosefrom_np
 		{Name: "closefrom/with-gaps", Setup: with(base, func(s *Setup) {
