@@ -30,7 +30,7 @@ type request struct {
 // dispositions, scheduling, setsid, setpgid, reset ids, file actions,
 // mask, exec. clearSighand says the clone clears handlers itself.
 func compile(req *request, clearSighand bool) (*program, error) {
-	p := newProgram()
+	p := newProgram(arenaSize(req))
 	attr := req.attr
 	if attr == nil {
 		attr = &Attr{}
@@ -40,18 +40,18 @@ func compile(req *request, clearSighand bool) (*program, error) {
 	// 1. Signal dispositions. Caught signals must not run a handler in a
 	// child that shares the parent's memory: reset them all to SIG_DFL,
 	// keep SIG_IGN, and force the SETSIGDEF set to SIG_DFL.
-	dfl := p.buf(make([]byte, 32)) // struct kernel_sigaction: SIG_DFL, no flags
+	dfl := addr(p.buf(32)) // struct kernel_sigaction: SIG_DFL, no flags
 	if !clearSighand {
 		st := p.step("signal dispositions")
-		p.add(op{kind: opResetSig, a: [6]uint64{uint64(p.buf(make([]byte, 32))), uint64(dfl)}, step: st})
+		p.add(op{kind: opResetSig, a: [6]uint64{uint64(addr(p.buf(32))), uint64(dfl)}, step: st})
 	}
 	// glibc parity: its internal signals (32 SIGCANCEL, 33 SIGSETXID) are
 	// set to SIG_IGN in the child unless SETSIGDEF names them, and the
 	// program runs with them ignored. glibc reinstalls its handlers in the
 	// new program when it needs them.
-	ignAction := make([]byte, 32)
+	ignAction := p.buf(32)
 	ignAction[0] = 1 // sa_handler = SIG_IGN
-	ign := p.buf(ignAction)
+	ign := addr(ignAction)
 	for _, sig := range []int{32, 33} {
 		if fl&FlagSetSigDefault == 0 || !attr.sigDefault.Has(sigOf(sig)) {
 			p.sys(p.step("signal dispositions"), ctlIgnErr, unix.SYS_RT_SIGACTION, uintptr(sig), ign, 0, 8)
@@ -101,7 +101,7 @@ func compile(req *request, clearSighand bool) (*program, error) {
 		}
 		for i, a := range req.fa.acts {
 			if err := compileAction(p, i, a, attr, lim.Cur); err != nil {
-				return nil, &Error{Path: req.path, Step: fmt.Sprintf("file action %d (%s)", i, a), Errno: err.(unix.Errno)}
+				return nil, &Error{Path: req.path, Step: actionName(i, a), Errno: err.(unix.Errno)}
 			}
 		}
 	}
@@ -131,8 +131,28 @@ func compile(req *request, clearSighand bool) (*program, error) {
 
 func sigOf(n int) unix.Signal { return unix.Signal(n) }
 
+// actionName describes file action i for an error.
+func actionName(i int, a action) string { return fmt.Sprintf("file action %d (%s)", i, a) }
+
+// arenaSize estimates the bytes a request's strings and buffers need.
+func arenaSize(req *request) int {
+	n := 8*(len(req.argv)+len(req.envv)+2) + len(req.path) + 128
+	for _, s := range req.argv {
+		n += len(s) + 8
+	}
+	for _, s := range req.envv {
+		n += len(s) + 8
+	}
+	if req.fa != nil {
+		for _, a := range req.fa.acts {
+			n += len(a.path) + 16
+		}
+	}
+	return n
+}
+
 func compileAction(p *program, i int, a action, attr *Attr, nofile uint64) error {
-	st := p.step(fmt.Sprintf("file action %d (%s)", i, a))
+	st := p.actionStep(i)
 	fd := uintptr(a.fd)
 	switch a.kind {
 	case actClose:

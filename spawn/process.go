@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -117,25 +118,23 @@ func (p *Process) Wait() (*State, error) {
 	if waited {
 		return nil, ErrWaited
 	}
+	st := &State{Pid: p.pid}
 	if fd >= 0 {
-		// Wait on the pidfd without reaping: the zombie then keeps the pid
-		// ours, so the wait4 below cannot reach another process.
+		// One waitid on the pidfd reaps exactly this process.
 		var info unix.Siginfo
 		for {
-			err = unix.Waitid(unix.P_PIDFD, fd, &info, unix.WEXITED|unix.WNOWAIT, nil)
+			err = unix.Waitid(unix.P_PIDFD, fd, &info, unix.WEXITED|unix.WALL, &st.Rusage)
 			if err != unix.EINTR {
 				break
 			}
 		}
-		if err != nil {
-			return nil, fmt.Errorf("spawn: wait %d: %w", p.pid, err)
-		}
-	}
-	st := &State{Pid: p.pid}
-	for {
-		_, err = unix.Wait4(p.pid, &st.Status, unix.WALL, &st.Rusage)
-		if err != unix.EINTR {
-			break
+		st.Status = statusOf(&info)
+	} else {
+		for {
+			_, err = unix.Wait4(p.pid, &st.Status, unix.WALL, &st.Rusage)
+			if err != unix.EINTR {
+				break
+			}
 		}
 	}
 	if err != nil {
@@ -146,6 +145,29 @@ func (p *Process) Wait() (*State, error) {
 	p.mu.Unlock()
 	return st, nil
 }
+
+// statusOf encodes waitid's siginfo as a wait4 status.
+func statusOf(info *unix.Siginfo) unix.WaitStatus {
+	// siginfo_t for SIGCHLD: si_code at 8, si_status at 24.
+	code := info.Code
+	status := *(*int32)(unsafe.Pointer(uintptr(unsafe.Pointer(info)) + 24))
+	switch code {
+	case cldExited:
+		return unix.WaitStatus((status & 0xff) << 8)
+	case cldKilled:
+		return unix.WaitStatus(status & 0x7f)
+	case cldDumped:
+		return unix.WaitStatus(status&0x7f | 0x80)
+	}
+	return unix.WaitStatus(0xffff)
+}
+
+// si_code values of SIGCHLD.
+const (
+	cldExited = 1
+	cldKilled = 2
+	cldDumped = 3
+)
 
 // Signal sends sig to the process with pidfd_send_signal.
 func (p *Process) Signal(sig syscall.Signal) error {

@@ -61,18 +61,36 @@ type childState struct {
 type program struct {
 	st    *childState
 	ops   []op
-	steps []string
-	keep  [][]byte // buffers the ops point into
+	steps []step
+	arena []byte // strings and buffers the ops point into; never moved
+	chunk []byte // the free tail of the current arena chunk
+	keep  [][]byte
 }
 
-func newProgram() *program {
+// step names what an op does, for the error message. File actions are
+// named only when one fails.
+type step struct {
+	name   string
+	action int // index into the file actions, or -1
+}
+
+func newProgram(size int) *program {
 	p := &program{st: &childState{blockall: ^uint64(0), pidfd: -1}}
+	p.ops = make([]op, 0, 16)
+	p.steps = make([]step, 0, 8)
+	p.chunk = make([]byte, 0, size+256)
 	return p
 }
 
 // step registers a step description and returns its index.
-func (p *program) step(desc string) uint64 {
-	p.steps = append(p.steps, desc)
+func (p *program) step(name string) uint64 {
+	p.steps = append(p.steps, step{name: name, action: -1})
+	return uint64(len(p.steps) - 1)
+}
+
+// actionStep registers file action i as a step.
+func (p *program) actionStep(i int) uint64 {
+	p.steps = append(p.steps, step{action: i})
 	return uint64(len(p.steps) - 1)
 }
 
@@ -87,23 +105,29 @@ func (p *program) sys(step uint64, ctl uint64, nr uintptr, args ...uintptr) {
 	p.add(o)
 }
 
-// buf returns a pointer to a kept copy of b.
-func (p *program) buf(b []byte) uintptr {
-	if len(b) == 0 {
-		b = make([]byte, 8)
+// alloc returns n zeroed, 8-byte aligned bytes that stay put: a full chunk
+// is kept and a new one started, never grown in place.
+func (p *program) alloc(n int) []byte {
+	n = (n + 7) &^ 7
+	if cap(p.chunk)-len(p.chunk) < n {
+		p.keep = append(p.keep, p.chunk)
+		p.chunk = make([]byte, 0, max(n, 4096))
 	}
-	c := make([]byte, len(b))
-	copy(c, b)
-	p.keep = append(p.keep, c)
-	return uintptr(unsafe.Pointer(&c[0]))
+	start := len(p.chunk)
+	p.chunk = p.chunk[:start+n]
+	return p.chunk[start : start+n : start+n]
 }
 
-// word returns a pointer to a kept 8-byte word holding v.
+func addr(b []byte) uintptr { return uintptr(unsafe.Pointer(&b[0])) }
+
+// buf returns a pointer to n zero bytes.
+func (p *program) buf(n int) []byte { return p.alloc(n) }
+
+// word returns a pointer to an 8-byte word holding v.
 func (p *program) word(v uint64) uintptr {
-	b := make([]byte, 8)
+	b := p.alloc(8)
 	*(*uint64)(unsafe.Pointer(&b[0])) = v
-	p.keep = append(p.keep, b)
-	return uintptr(unsafe.Pointer(&b[0]))
+	return addr(b)
 }
 
 // cstr returns a pointer to a NUL-terminated copy of s. Strings holding NUL
@@ -112,32 +136,22 @@ func (p *program) cstr(s string) (uintptr, error) {
 	if strings.IndexByte(s, 0) >= 0 {
 		return 0, unix.EINVAL
 	}
-	b := make([]byte, len(s)+1)
+	b := p.alloc(len(s) + 1)
 	copy(b, s)
-	p.keep = append(p.keep, b)
-	return uintptr(unsafe.Pointer(&b[0])), nil
+	return addr(b), nil
 }
 
-// cstrv returns a pointer to a NULL-terminated array of C strings, all
-// stored in one buffer.
+// cstrv returns a pointer to a NULL-terminated array of C strings.
 func (p *program) cstrv(ss []string) (uintptr, error) {
-	size := 0
-	for _, s := range ss {
-		if strings.IndexByte(s, 0) >= 0 {
-			return 0, unix.EINVAL
-		}
-		size += len(s) + 1
-	}
-	ptrs := make([]uintptr, len(ss)+1)
-	data := make([]byte, size+1)
-	off := 0
+	ptrs := p.alloc(8 * (len(ss) + 1))
 	for i, s := range ss {
-		copy(data[off:], s)
-		ptrs[i] = uintptr(unsafe.Pointer(&data[off]))
-		off += len(s) + 1
+		c, err := p.cstr(s)
+		if err != nil {
+			return 0, err
+		}
+		*(*uintptr)(unsafe.Pointer(&ptrs[8*i])) = c
 	}
-	p.keep = append(p.keep, data, unsafe.Slice((*byte)(unsafe.Pointer(&ptrs[0])), len(ptrs)*8))
-	return uintptr(unsafe.Pointer(&ptrs[0])), nil
+	return addr(ptrs), nil
 }
 
 // finish seals the program: a trailing fail op guards against running off

@@ -154,7 +154,11 @@ func finish(req *request, prog *program, pid int) (*Process, error) {
 	reap(pid, int(st.pidfd))
 	step := "child"
 	if int(st.step) < len(prog.steps) {
-		step = prog.steps[st.step]
+		if s := prog.steps[st.step]; s.action >= 0 {
+			step = actionName(s.action, req.fa.acts[s.action])
+		} else {
+			step = s.name
+		}
 	}
 	return nil, &Error{Path: req.path, Step: step, Errno: unix.Errno(st.errno)}
 }

@@ -271,3 +271,42 @@ func TestErrorFormatting(t *testing.T) {
 	assert.True(t, errors.Is(e, unix.EACCES))
 	assert.Contains(t, (&Error{Path: "/x", Step: "exec", Errno: unix.Errno(4000)}).Error(), "errno 4000")
 }
+
+func TestStatusOf(t *testing.T) {
+	mk := func(code, status int32) *unix.Siginfo {
+		var info unix.Siginfo
+		info.Signo = int32(unix.SIGCHLD)
+		info.Code = code
+		*(*int32)(unsafe.Pointer(uintptr(unsafe.Pointer(&info)) + 24)) = status
+		return &info
+	}
+	ws := statusOf(mk(cldExited, 3))
+	assert.True(t, ws.Exited())
+	assert.Equal(t, 3, ws.ExitStatus())
+	ws = statusOf(mk(cldKilled, int32(unix.SIGTERM)))
+	assert.True(t, ws.Signaled())
+	assert.Equal(t, unix.SIGTERM, ws.Signal())
+	assert.False(t, ws.CoreDump())
+	ws = statusOf(mk(cldDumped, int32(unix.SIGSEGV)))
+	assert.True(t, ws.Signaled())
+	assert.Equal(t, unix.SIGSEGV, ws.Signal())
+	assert.True(t, ws.CoreDump())
+}
+
+// TestSpawnAllocations guards the arena: a spawn allocates a handful of
+// objects, not one per string or action.
+func TestSpawnAllocations(t *testing.T) {
+	var fa FileActions
+	require.NoError(t, fa.AddOpen(0, "/dev/null", unix.O_RDONLY, 0))
+	require.NoError(t, fa.AddDup2(2, 1))
+	require.NoError(t, fa.AddClosefrom(3))
+	env := []string{"A=1", "B=2", "C=3", "D=4"}
+	n := testing.AllocsPerRun(50, func() {
+		p, err := Spawn("/bin/true", &fa, nil, []string{"true", "a", "b", "c"}, env)
+		require.NoError(t, err)
+		_, err = p.Wait()
+		require.NoError(t, err)
+	})
+	t.Logf("%.0f allocations per spawn and wait", n)
+	assert.LessOrEqual(t, n, 12.0)
+}
