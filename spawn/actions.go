@@ -2,6 +2,7 @@ package spawn
 
 import (
 	"fmt"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -97,14 +98,14 @@ func (fa *FileActions) AddOpen(fd int, path string, flags int, mode uint32) erro
 	if !validFD(fd) {
 		return unix.EBADF
 	}
-	fa.acts = append(fa.acts, action{kind: actOpen, fd: fd, path: path, flags: flags, mode: mode})
+	fa.acts = append(fa.acts, action{kind: actOpen, fd: fd, path: strings.Clone(path), flags: flags, mode: mode})
 	return nil
 }
 
 // AddChdir changes the child's working directory. It affects later relative
 // opens and a relative executable path.
 func (fa *FileActions) AddChdir(path string) error {
-	fa.acts = append(fa.acts, action{kind: actChdir, path: path})
+	fa.acts = append(fa.acts, action{kind: actChdir, path: strings.Clone(path)})
 	return nil
 }
 
