@@ -46,6 +46,8 @@ func runOne(t *testing.T, sc Scenario, eng Engine, probe string) (*Result, strin
 	if sc.Setup.PATH != nil && *sc.Setup.PATH != "-" {
 		env = append(env, "PATH="+strings.ReplaceAll(*sc.Setup.PATH, "$TMP", tmp))
 	}
+	// Race-detector builds of the runner would sleep a second at exit.
+	env = append(env, "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
 	env = append(env, envRunner+"="+eng.Name, envScenario+"="+scFile, envTmp+"="+tmp,
 		envProbe+"="+probe, envResult+"="+resFile)
 	cmd.Env = append(env, eng.Env...)
