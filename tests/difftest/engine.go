@@ -77,9 +77,9 @@ func addFailed(res *Result, step string, err error) bool {
 	return true
 }
 
-// fileActions is the part of both engines' file-action builders the
-// scenarios use.
-type fileActions interface {
+// FileActionAdder is what both engines' file-action builders offer, with
+// package spawn's signatures.
+type FileActionAdder interface {
 	AddOpen(fd int, path string, flags int, mode uint32) error
 	AddClose(fd int) error
 	AddDup2(fd, newfd int) error
@@ -90,7 +90,7 @@ type fileActions interface {
 }
 
 // addActions applies sc's actions; false if one was refused.
-func addActions(fa fileActions, sc *Scenario, expand func(string) string, res *Result) bool {
+func addActions(fa FileActionAdder, sc *Scenario, expand func(string) string, res *Result) bool {
 	for i, a := range sc.Actions {
 		var err error
 		switch a.Op {

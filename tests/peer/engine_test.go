@@ -6,6 +6,7 @@ import (
 
 	"github.com/forkless/forkless/internal/glibc"
 	"github.com/forkless/forkless/spawn"
+	"github.com/forkless/forkless/tests/difftest"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,13 +25,7 @@ var engineNames = []string{engGlibc, engForkless, engForklessClone}
 // FileActions is the file-action list both engines build, with the
 // signatures of package spawn. Destroy frees what the engine allocated.
 type FileActions interface {
-	AddOpen(fd int, path string, flags int, mode uint32) error
-	AddClose(fd int) error
-	AddDup2(fd, newfd int) error
-	AddChdir(path string) error
-	AddFchdir(fd int) error
-	AddClosefrom(from int) error
-	AddTcsetpgrp(fd int) error
+	difftest.FileActionAdder
 	Destroy()
 }
 

@@ -215,21 +215,13 @@ func inheritable() []int {
 
 // fdsBelow returns the members of fds below limit, plus extra, sorted.
 func fdsBelow(fds []int, limit int, extra ...int) []int {
-	set := map[int]bool{}
+	var drop []int
 	for _, fd := range fds {
-		if fd < limit {
-			set[fd] = true
+		if fd >= limit {
+			drop = append(drop, fd)
 		}
 	}
-	for _, fd := range extra {
-		set[fd] = true
-	}
-	out := make([]int, 0, len(set))
-	for fd := range set {
-		out = append(out, fd)
-	}
-	sort.Ints(out)
-	return out
+	return intSet(fds, drop, extra...)
 }
 
 // intSet returns the members of base not in drop, plus add, sorted.
