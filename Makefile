@@ -4,9 +4,17 @@ CC      ?= gcc
 CFLAGS  ?= -O2 -Wall -Wextra -Werror
 
 BINARIES = bin/forkless bin/forkless-probe bin/forkless-tiny bin/forkless-cbench
+LIBS     = lib/libforkless.so
+
+# The preload library: C with minimal assembly, exporting only the
+# interposed symbols (preload/libforkless.map).
+PRELOAD_SRC  = $(wildcard preload/*.c preload/*.S)
+PRELOAD_DEPS = $(PRELOAD_SRC) $(wildcard preload/*.h) preload/libforkless.map
+PRELOAD_FLAGS = -fPIC -shared -fvisibility=hidden -fno-strict-aliasing \
+	-Wl,--version-script=preload/libforkless.map -Wl,-z,now -Wl,-z,relro
 
 .PHONY: all demo test test-go test-race lint bench clean
-all: $(BINARIES)
+all: $(BINARIES) $(LIBS)
 
 bin/forkless: FORCE
 	@mkdir -p bin
@@ -22,6 +30,16 @@ bin/forkless-tiny: tests/tiny/tiny.c
 bin/forkless-cbench: tests/cbench/cbench.c
 	@mkdir -p bin
 	$(CC) $(CFLAGS) -o $@ $<
+
+lib/libforkless.so: $(PRELOAD_DEPS)
+	@mkdir -p lib
+	$(CC) $(CFLAGS) $(PRELOAD_FLAGS) -o $@ $(PRELOAD_SRC) -ldl -lpthread
+
+# The same library with AddressSanitizer and UndefinedBehaviorSanitizer.
+lib/libforkless-asan.so: $(PRELOAD_DEPS)
+	@mkdir -p lib
+	$(CC) -O1 -g -Wall -Wextra -Werror -fsanitize=address,undefined -fno-omit-frame-pointer \
+		$(PRELOAD_FLAGS) -o $@ $(PRELOAD_SRC) -ldl -lpthread
 
 demo: all
 	bin/forkless bench --n 200 --svg bin/demo-bench.svg

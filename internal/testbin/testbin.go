@@ -100,3 +100,30 @@ func MustBuild(t TB, p Program) string {
 	}
 	return path
 }
+
+// Lib returns the path of lib/libforkless.so, running `make` for it first
+// (make decides whether it is stale).
+func Lib() (string, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	root, err := Root()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("make", "-s", "lib/libforkless.so")
+	cmd.Dir = root
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("testbin: make lib/libforkless.so: %v\n%s", err, msg)
+	}
+	return filepath.Join(root, "lib", "libforkless.so"), nil
+}
+
+// MustLib is Lib for tests.
+func MustLib(t TB) string {
+	t.Helper()
+	path, err := Lib()
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	return path
+}

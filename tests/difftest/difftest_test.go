@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,9 +23,20 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// libPath is lib/libforkless.so, built on first use.
+var libPath string
+
 // runOne runs sc with eng in a fresh runner process.
 func runOne(t *testing.T, sc Scenario, eng Engine, probe string) (*Result, string) {
 	t.Helper()
+	for _, e := range eng.Env {
+		if strings.Contains(e, "$LIB") && libPath == "" {
+			// FORKLESS_TEST_LIB picks another build (the ASan one).
+			if libPath = os.Getenv("FORKLESS_TEST_LIB"); libPath == "" {
+				libPath = testbin.MustLib(t)
+			}
+		}
+	}
 	tmp, err := os.MkdirTemp("", "difftest-")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(tmp) })
@@ -50,7 +62,10 @@ func runOne(t *testing.T, sc Scenario, eng Engine, probe string) (*Result, strin
 	env = append(env, "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
 	env = append(env, envRunner+"="+eng.Name, envScenario+"="+scFile, envTmp+"="+tmp,
 		envProbe+"="+probe, envResult+"="+resFile)
-	cmd.Env = append(env, eng.Env...)
+	for _, e := range eng.Env {
+		env = append(env, strings.ReplaceAll(e, "$LIB", libPath))
+	}
+	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: sc.Setup.Session}
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "runner %s: %s", eng.Name, out)
@@ -87,6 +102,9 @@ func TestDifferential(t *testing.T) {
 				want = Normalize(ref, tmp)
 			}
 			for _, eng := range Engines {
+				if sc.Only != nil && !slices.Contains(sc.Only, eng.Name) {
+					continue
+				}
 				got, tmp := runOne(t, sc, eng, probe)
 				checkInvariants(t, got)
 				view := Normalize(got, tmp)

@@ -25,10 +25,14 @@ type Engine struct {
 // Glibc is the oracle: glibc's posix_spawn[p] called through purego.
 var Glibc = Engine{Name: "glibc", Spawn: glibcSpawn}
 
-// Engines are checked against the oracle.
+// Engines are checked against the oracle. The C engine is reached the way
+// programs reach it: glibc's posix_spawn symbols, looked up in the global
+// scope where LD_PRELOAD puts lib/libforkless.so ($LIB) first.
 var Engines = []Engine{
 	{Name: "forkless-go", Spawn: forklessSpawn},
 	{Name: "forkless-go/clone", Env: []string{"FORKLESS_NO_CLONE3=1"}, Spawn: forklessSpawn},
+	{Name: "forkless-c", Env: []string{"LD_PRELOAD=$LIB", "FORKLESS_GLIBC_GLOBAL=1"}, Spawn: glibcSpawn},
+	{Name: "forkless-c/clone", Env: []string{"LD_PRELOAD=$LIB", "FORKLESS_GLIBC_GLOBAL=1", "FORKLESS_NO_CLONE3=1"}, Spawn: glibcSpawn},
 }
 
 // engineByName finds an engine in a runner.

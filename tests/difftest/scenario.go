@@ -18,8 +18,11 @@ type Scenario struct {
 
 	// NoOracle marks a capability glibc 2.36 lacks: each engine is then
 	// checked against Want instead of against glibc.
-	NoOracle bool  `json:"no_oracle,omitempty"`
-	Want     *Want `json:"want,omitempty"`
+	NoOracle bool `json:"no_oracle,omitempty"`
+	// Only limits the scenario to these engines (a capability the others
+	// cannot express, such as SETCGROUP through glibc 2.36's API).
+	Only []string `json:"only,omitempty"`
+	Want *Want    `json:"want,omitempty"`
 }
 
 // Setup is the runner's state before the spawn.

@@ -255,7 +255,7 @@ func Scenarios() []Scenario {
 			}},
 
 		// SETCGROUP: glibc 2.36 has none, so the engines are checked alone.
-		{Name: "cgroup/into-v2", Setup: base, NoOracle: true,
+		{Name: "cgroup/into-v2", Setup: base, NoOracle: true, Only: []string{"forkless-go", "forkless-go/clone"},
 			Attr: &AttrSpec{Flags: fSetCgroup, Cgroup: cgroupDir},
 			// Without clone3 there is no CLONE_INTO_CGROUP: the spawn fails.
 			Want: &Want{CGroup: "0::" + strings.TrimPrefix(cgroupDir, cgroupRoot),

@@ -1,0 +1,196 @@
+/* libforkless: the in-process runtime loaded with LD_PRELOAD.
+ *
+ * Internal interfaces shared by the library's files. Nothing here is
+ * exported: the library exports only the interposed libc symbols (see
+ * libforkless.map). Rules for everything in this folder:
+ *  - no threads, and no allocation on child paths (a CLONE_VM child or a
+ *    vfork child shares the parent's memory and heap locks);
+ *  - child paths use raw system calls (fl_sys*), never errno;
+ *  - an unknown situation falls back to the real libc function. */
+#ifndef FORKLESS_H
+#define FORKLESS_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define FL_HIDDEN __attribute__((visibility("hidden")))
+
+/* ---- raw system calls (syscall.h is header-only) ---- */
+#include "syscall.h"
+
+/* ---- the spawn engine (engine.c) ---- */
+
+/* File action tags, in the order glibc added them. */
+enum fl_action_tag {
+	FL_CLOSE = 1,
+	FL_DUP2,
+	FL_OPEN,
+	FL_CHDIR,
+	FL_FCHDIR,
+	FL_CLOSEFROM,
+	FL_TCSETPGRP,
+};
+
+struct fl_action {
+	int tag;
+	int fd;    /* close, dup2 source, open target, fchdir, closefrom, tcsetpgrp */
+	int newfd; /* dup2 target */
+	int oflag; /* open */
+	mode_t mode;
+	const char *path; /* open, chdir */
+};
+
+/* posix_spawnattr flags (glibc's values). */
+#define FL_RESETIDS 0x01
+#define FL_SETPGROUP 0x02
+#define FL_SETSIGDEF 0x04
+#define FL_SETSIGMASK 0x08
+#define FL_SETSCHEDPARAM 0x10
+#define FL_SETSCHEDULER 0x20
+#define FL_USEVFORK 0x40
+#define FL_SETSID 0x80
+#define FL_SETCGROUP 0x100
+
+struct fl_attr {
+	int flags;
+	pid_t pgrp;
+	uint64_t sigdefault; /* bit n-1 = signal n */
+	uint64_t sigmask;
+	int policy;
+	int priority;
+	int cgroup; /* a cgroup v2 directory fd, for FL_SETCGROUP */
+};
+
+/* Request flags. */
+#define FL_SEARCH 0x1   /* posix_spawnp: search the caller's PATH */
+#define FL_COMPAT_SH 0x2 /* compat symbols: ENOEXEC runs /bin/sh */
+#define FL_PIDFD 0x4    /* also return a pidfd (pidfd_spawn) */
+
+/* Descriptors a traced child reports before exec (shared memory). */
+#define FL_FDLIST_MAX 64
+struct fl_fd {
+	int fd;
+	char target[120];
+};
+struct fl_fdlist {
+	int n;         /* entries filled */
+	int truncated; /* more descriptors than FL_FDLIST_MAX */
+	struct fl_fd fds[FL_FDLIST_MAX];
+};
+
+struct fl_spawn {
+	const char *path;
+	char *const *argv;
+	char *const *envp;
+	const struct fl_action *actions;
+	int nactions;
+	const struct fl_attr *attr; /* NULL: no attributes */
+	int flags;                  /* FL_SEARCH | FL_COMPAT_SH | FL_PIDFD */
+	/* Strict descriptor policy: when nkeep >= 0, the child closes every
+	 * descriptor except 0, 1, 2, the targets of the file actions and
+	 * keep[0..nkeep-1], after the file actions. nkeep < 0: POSIX. */
+	const int *keep;
+	int nkeep;
+	struct fl_fdlist *fdlist; /* non-NULL: the child lists its fds before exec */
+	int *strict_closed;       /* non-NULL: how many fds strict mode closed */
+};
+
+/* fl_spawn creates a process as posix_spawn does. It returns 0 and sets
+ * *pid (and *pidfd with FL_PIDFD), or returns an errno and touches
+ * neither; a child that failed before exec has been reaped. */
+FL_HIDDEN int fl_spawn(pid_t *pid, int *pidfd, const struct fl_spawn *req);
+
+/* ---- glibc's private structures (decode.c) ---- */
+
+/* fl_decode translates glibc's posix_spawn_file_actions_t and
+ * posix_spawnattr_t (either may be NULL) into actions and attr. It returns
+ * the number of actions, or -1 when the layout or a tag is unknown: the
+ * caller must then use the real glibc function. actions has room for max
+ * entries; a larger list returns -2 and sets *needed. */
+FL_HIDDEN int fl_decode(const void *file_actions, const void *attrp, struct fl_action *actions,
+			int max, int *needed, struct fl_attr *attr);
+
+/* fl_glibc_ok reports whether the running glibc's layouts are known. */
+FL_HIDDEN int fl_glibc_ok(void);
+
+/* ---- process-wide state (init.c) ---- */
+
+struct fl_config {
+	int disabled;      /* FORKLESS_DISABLE=1: pass everything to libc */
+	int strict;        /* FORKLESS_FDS=strict */
+	int keep[32];      /* FORKLESS_KEEP_FDS */
+	int nkeep;
+	int trace_fd;      /* -1: tracing off */
+	char trace_path[512];
+	int lazy_vfork;    /* reserved for lazy vfork (issue 4) */
+};
+FL_HIDDEN extern struct fl_config fl_cfg;
+
+/* The library lock guards the popen handle table and the trace
+ * descriptor. fork takes it so a child never sees a half-updated table. */
+FL_HIDDEN void fl_lock(void);
+FL_HIDDEN void fl_unlock(void);
+/* fl_after_fork_child re-initialises per-process state in a fork child
+ * (the lock, cached pid). */
+FL_HIDDEN void fl_after_fork_child(void);
+
+/* The real libc functions, resolved once at load. */
+struct fl_real {
+	int (*posix_spawn)(pid_t *, const char *, const void *, const void *, char *const[], char *const[]);
+	int (*posix_spawnp)(pid_t *, const char *, const void *, const void *, char *const[], char *const[]);
+	int (*posix_spawn_compat)(pid_t *, const char *, const void *, const void *, char *const[], char *const[]);
+	int (*posix_spawnp_compat)(pid_t *, const char *, const void *, const void *, char *const[], char *const[]);
+	int (*pidfd_spawn)(int *, const char *, const void *, const void *, char *const[], char *const[]);
+	int (*pidfd_spawnp)(int *, const char *, const void *, const void *, char *const[], char *const[]);
+	pid_t (*fork)(void);
+	pid_t (*_Fork)(void);
+	pid_t (*vfork)(void);
+	int (*execve)(const char *, char *const[], char *const[]);
+	int (*execvpe)(const char *, char *const[], char *const[]);
+	int (*fexecve)(int, char *const[], char *const[]);
+	int (*execveat)(int, const char *, char *const[], char *const[], int);
+	int (*system)(const char *);
+	void *(*popen)(const char *, const char *);
+	int (*pclose)(void *);
+};
+FL_HIDDEN extern struct fl_real fl_real;
+
+
+/* ---- trace (trace.c) ---- */
+
+/* Events and entry points, as written in the trace (docs/trace.md). */
+enum fl_event { FL_EV_SPAWN, FL_EV_EXEC, FL_EV_FORK };
+enum fl_via {
+	FL_VIA_POSIX_SPAWN,
+	FL_VIA_POSIX_SPAWNP,
+	FL_VIA_PIDFD_SPAWN,
+	FL_VIA_SYSTEM,
+	FL_VIA_POPEN,
+	FL_VIA_EXEC,
+	FL_VIA_VFORK,
+	FL_VIA_FORK,
+};
+
+struct fl_trace_rec {
+	enum fl_event event;
+	enum fl_via via;
+	pid_t child;       /* spawn, fork: the new pid; 0 otherwise */
+	const char *path;  /* spawn, exec: the program */
+	char *const *argv; /* may be NULL */
+	const struct fl_fdlist *fds; /* may be NULL */
+	uint64_t dur_ns;   /* how long the call took */
+	int err;           /* errno, 0 on success */
+	int threads;       /* fork: threads in the process at the fork; 0 otherwise */
+	int strict_closed; /* strict mode: descriptors kept from the child */
+};
+
+/* fl_trace appends one JSON line with a single write. Async-signal-safe:
+ * no allocation, no lock; usable from a vfork child. */
+FL_HIDDEN void fl_trace(const struct fl_trace_rec *r);
+static inline int fl_tracing(void) { return __builtin_expect(fl_cfg.trace_fd >= 0, 0); }
+FL_HIDDEN uint64_t fl_now_ns(void);
+/* fl_list_fds fills l with this process's descriptors that survive exec. */
+FL_HIDDEN void fl_list_fds(struct fl_fdlist *l);
+
+#endif
