@@ -31,6 +31,8 @@ var commands []command
 func init() {
 	commands = []command{
 		{"bench", "measure process creation: forkless vs os/exec, syscall.ForkExec, glibc, vfork, fork", runBench},
+		{"run", "run a program with lib/libforkless.so preloaded, optionally tracing its process creation", runRun},
+		{"trace", "summarize a trace of forkless run: mechanisms, latency, failures, process tree", runTrace},
 		{"help", "show this help, or a command's help: forkless help bench", runHelp},
 	}
 }
@@ -84,6 +86,8 @@ Commands:
 Examples:
   forkless bench                          # all mechanisms at 16 MiB resident
   forkless bench --rss 16,1024,4096 --svg bench.svg
+  forkless run --summary -- make -j8      # make's process creation through forkless
+  forkless run --trace t.jsonl -- make -j8 && forkless trace t.jsonl
   forkless help bench
 
 Run "forkless help COMMAND" or "forkless COMMAND -h" for a command's flags.

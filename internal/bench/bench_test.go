@@ -17,7 +17,7 @@ func benchmarkGo(b *testing.B, engine string) {
 	op := goOps[m.Engine]
 	argv := []string{tiny}
 	for b.Loop() {
-		if err := op(tiny, argv); err != nil {
+		if err := op(tiny, argv, emptyEnv); err != nil {
 			b.Fatal(err)
 		}
 	}

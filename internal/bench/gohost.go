@@ -11,13 +11,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Every child gets argv {target} and an empty environment, from every
-// mechanism and host, so they all do the same exec.
+// Every child gets argv {target} and the target's environment (empty but
+// for true+preload), from every mechanism and host, so they all do the
+// same exec.
 var emptyEnv = []string{}
 
-// goOp creates one child running path with argv, waits for it, and fails
-// unless it exited 0.
-type goOp func(path string, argv []string) error
+// childEnv returns t's environment, never nil: a nil Env would make os/exec
+// pass this process's environment on.
+func childEnv(t Target) []string {
+	if t.Env == nil {
+		return emptyEnv
+	}
+	return t.Env
+}
+
+// goOp creates one child running path with argv and env, waits for it, and
+// fails unless it exited 0.
+type goOp func(path string, argv, env []string) error
 
 // goOps are the Go-host mechanisms, by engine.
 var goOps = map[string]goOp{
@@ -27,8 +37,8 @@ var goOps = map[string]goOp{
 	EngineGlibcSpawn:      glibcSpawn,
 }
 
-func forklessGo(path string, argv []string) error {
-	p, err := spawn.Spawn(path, nil, nil, argv, emptyEnv)
+func forklessGo(path string, argv, env []string) error {
+	p, err := spawn.Spawn(path, nil, nil, argv, env)
 	if err != nil {
 		return err
 	}
@@ -42,26 +52,26 @@ func forklessGo(path string, argv []string) error {
 	return nil
 }
 
-func osExec(path string, _ []string) error {
+func osExec(path string, _, env []string) error {
 	cmd := exec.Command(path)
-	cmd.Env = emptyEnv
+	cmd.Env = env
 	return cmd.Run()
 }
 
-// inheritStdio gives syscall.ForkExec's child fds 0-2, as posix_spawn's
+// stdioFiles gives syscall.ForkExec's child fds 0-2, as posix_spawn's
 // children inherit them; without Files they would be closed.
-var inheritStdio = &syscall.ProcAttr{Env: emptyEnv, Files: []uintptr{0, 1, 2}}
+var stdioFiles = []uintptr{0, 1, 2}
 
-func syscallForkExec(path string, argv []string) error {
-	pid, err := syscall.ForkExec(path, argv, inheritStdio)
+func syscallForkExec(path string, argv, env []string) error {
+	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{Env: env, Files: stdioFiles})
 	if err != nil {
 		return err
 	}
 	return reap(path, pid)
 }
 
-func glibcSpawn(path string, argv []string) error {
-	pid, _, errno := glibc.Spawn(path, nil, nil, argv, emptyEnv, glibc.Options{})
+func glibcSpawn(path string, argv, env []string) error {
+	pid, _, errno := glibc.Spawn(path, nil, nil, argv, env, glibc.Options{})
 	if errno != 0 {
 		return fmt.Errorf("glibc posix_spawn %s: %w", path, errno)
 	}
@@ -89,12 +99,13 @@ func reap(path string, pid int) error {
 
 // goBatcher times op: the clock runs around create+reap only.
 func goBatcher(op goOp) Batcher {
-	return func(target string, n int) ([]time.Duration, error) {
-		argv := []string{target}
+	return func(target Target, n int) ([]time.Duration, error) {
+		argv := []string{target.Path}
+		env := childEnv(target)
 		out := make([]time.Duration, 0, n)
 		for range n {
 			t0 := time.Now()
-			err := op(target, argv)
+			err := op(target.Path, argv, env)
 			d := time.Since(t0)
 			if err != nil {
 				return nil, err

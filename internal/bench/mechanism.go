@@ -21,7 +21,7 @@ const (
 	EngineGlibcSpawn      = "glibc-posix_spawn" // glibc's posix_spawn + wait
 	EngineVforkExec       = "vfork+exec"        // C: vfork, execve, _exit(127)
 	EngineForkExec        = "fork+exec"         // C: fork, execve
-	EngineForklessC       = "forkless-c"        // reserved: the C library, not yet built
+	EngineForklessC       = "forkless-c"        // glibc's posix_spawn through lib/libforkless.so
 )
 
 // Host names: the language of the process that creates the children.
@@ -46,17 +46,24 @@ var Catalog = []Spec{
 	{EngineSyscallForkExec, HostGo},
 	{EngineGlibcSpawn, HostGo},
 	{EngineGlibcSpawn, HostC},
+	{EngineForklessC, HostC},
 	{EngineVforkExec, HostC},
 	{EngineForkExec, HostC},
 }
 
-// reserved lists engine names that exist in the design but cannot run yet.
-var reserved = map[string]string{
-	EngineForklessC: "forkless-c (the C library) is not built yet",
-}
+// reserved lists engine names that exist in the design but cannot run
+// yet, with the reason.
+var reserved = map[string]string{}
+
+// NeedsLib reports whether s runs with the preload library
+// (lib/libforkless.so): forkless-c is glibc's posix_spawn called from a C
+// host that has the library in LD_PRELOAD.
+func (s Spec) NeedsLib() bool { return s.Engine == EngineForklessC }
 
 // Baseline is the mechanism a row's ratio divides by: glibc's posix_spawn
-// run from the row's own host.
+// run from the row's own host. For forkless-c that is glibc-posix_spawn/c,
+// the same call from the same kind of host holding the same memory, only
+// without the library.
 func Baseline(host string) Spec { return Spec{EngineGlibcSpawn, host} }
 
 // order returns s's index in Catalog, or len(Catalog).
@@ -123,7 +130,7 @@ func EngineNames() string {
 
 // Batcher runs n create+exec+reap iterations of target and returns the
 // duration of each.
-type Batcher func(target string, n int) ([]time.Duration, error)
+type Batcher func(target Target, n int) ([]time.Duration, error)
 
 // Mechanism is a Spec ready to run.
 type Mechanism struct {

@@ -26,8 +26,18 @@ func TestSelectEngines(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []Spec{{EngineForklessGo, HostGo}, {EngineGlibcSpawn, HostC}}, got)
 
-	_, err = SelectEngines([]string{"forkless-c"})
-	assert.ErrorContains(t, err, "not built yet")
+	got, err = SelectEngines([]string{"forkless-c", "glibc-posix_spawn/c"})
+	require.NoError(t, err)
+	assert.Equal(t, []Spec{{EngineGlibcSpawn, HostC}, {EngineForklessC, HostC}}, got,
+		"forkless-c comes right after glibc-posix_spawn/c")
+	got, err = SelectEngines([]string{"forkless-c/c"})
+	require.NoError(t, err)
+	assert.Equal(t, []Spec{{EngineForklessC, HostC}}, got)
+	assert.True(t, got[0].NeedsLib())
+	assert.Equal(t, Spec{EngineGlibcSpawn, HostC}, Baseline(got[0].Host))
+	_, err = SelectEngines([]string{"forkless-c/go"})
+	assert.ErrorContains(t, err, "unknown engine")
+	assert.Contains(t, EngineNames(), "forkless-c")
 	_, err = SelectEngines([]string{"posix_spawn"})
 	assert.ErrorContains(t, err, "unknown engine")
 	_, err = SelectEngines([]string{"vfork+exec/go"})
@@ -52,8 +62,9 @@ func TestRatios(t *testing.T) {
 		{Spec: Spec{EngineForklessGo, HostGo}, Target: "tiny", RSSMiB: 16, Stats: Stats{P50: 50}},
 		{Spec: Spec{EngineGlibcSpawn, HostGo}, Target: "tiny", RSSMiB: 16, Stats: Stats{P50: 100}},
 		{Spec: Spec{EngineGlibcSpawn, HostC}, Target: "tiny", RSSMiB: 16, Stats: Stats{P50: 80}},
+		{Spec: Spec{EngineForklessC, HostC}, Target: "tiny", RSSMiB: 16, Stats: Stats{P50: 60}},
 		{Spec: Spec{EngineForkExec, HostC}, Target: "tiny", RSSMiB: 16, Stats: Stats{P50: 800}},
 		{Spec: Spec{EngineForkExec, HostC}, Target: "true", RSSMiB: 16, Stats: Stats{P50: 900}},
 	}
-	assert.Equal(t, []float64{0.5, 1, 1, 10, 0}, Ratios(rows))
+	assert.Equal(t, []float64{0.5, 1, 1, 0.75, 10, 0}, Ratios(rows))
 }

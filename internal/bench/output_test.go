@@ -139,3 +139,91 @@ func TestTable(t *testing.T) {
 		}
 	}
 }
+
+// preloadRows has true and true+preload cells on both hosts at two levels.
+func preloadRows() []Row {
+	row := func(s Spec, target string, rss int, p50 float64) Row {
+		return Row{Spec: s, Target: target, RSSMiB: rss, Stats: Stats{N: 10, P50: p50, P10: p50, P90: p50, Min: p50}}
+	}
+	goGlibc, cGlibc := Spec{EngineGlibcSpawn, HostGo}, Spec{EngineGlibcSpawn, HostC}
+	forklessC, forklessGo := Spec{EngineForklessC, HostC}, Spec{EngineForklessGo, HostGo}
+	var rows []Row
+	for _, rss := range []int{16, 1024} {
+		rows = append(rows,
+			row(forklessGo, TargetTrue, rss, 400), row(goGlibc, TargetTrue, rss, 500),
+			row(cGlibc, TargetTrue, rss, 480), row(forklessC, TargetTrue, rss, 440),
+			row(forklessGo, TargetTruePreload, rss, 440), row(goGlibc, TargetTruePreload, rss, 600),
+			row(cGlibc, TargetTruePreload, rss, 600), row(forklessC, TargetTruePreload, rss, 550),
+		)
+	}
+	return rows
+}
+
+func TestPreloadCosts(t *testing.T) {
+	rows := preloadRows()
+	costs := PreloadCosts(rows)
+	require.Len(t, costs, 4)
+	assert.Equal(t, PreloadCost{Host: HostGo, RSSMiB: 16, Spec: Spec{EngineGlibcSpawn, HostGo}, Ratio: 1.2}, costs[0])
+	assert.Equal(t, PreloadCost{Host: HostC, RSSMiB: 16, Spec: Spec{EngineGlibcSpawn, HostC}, Ratio: 1.25}, costs[1])
+	assert.Equal(t, 1024, costs[2].RSSMiB)
+	assert.Equal(t, HostC, costs[3].Host)
+
+	// Without glibc's rows a host falls back to its first mechanism in
+	// Catalog order that has both cells.
+	var noGlibc []Row
+	for _, r := range rows {
+		if r.Engine != EngineGlibcSpawn && r.RSSMiB == 16 {
+			noGlibc = append(noGlibc, r)
+		}
+	}
+	costs = PreloadCosts(noGlibc)
+	require.Len(t, costs, 2)
+	assert.Equal(t, Spec{EngineForklessGo, HostGo}, costs[0].Spec)
+	assert.InDelta(t, 1.1, costs[0].Ratio, 1e-12)
+	assert.Equal(t, Spec{EngineForklessC, HostC}, costs[1].Spec)
+	assert.InDelta(t, 1.25, costs[1].Ratio, 1e-12)
+
+	assert.Empty(t, PreloadCosts(sampleRows()), "no true+preload cells")
+}
+
+func TestTablePreloadCost(t *testing.T) {
+	var one []Row
+	for _, r := range preloadRows() {
+		if r.RSSMiB == 16 {
+			one = append(one, r)
+		}
+	}
+	var buf bytes.Buffer
+	require.NoError(t, WriteTable(&buf, one, Meta{N: 10, Rounds: 2}))
+	out := buf.String()
+	assert.Contains(t, out, "\npreload cost: true+preload / true = 1.20 (median, glibc-posix_spawn/go)\n")
+	assert.Contains(t, out, "\npreload cost: true+preload / true = 1.25 (median, glibc-posix_spawn/c)\n")
+	// true and true+preload are groups next to each other.
+	iTrue := strings.Index(out, "16 MiB  true  ")
+	iPre := strings.Index(out, "16 MiB  true+preload")
+	require.GreaterOrEqual(t, iTrue, 0, out)
+	assert.Greater(t, iPre, iTrue, out)
+	// forkless-c divides by glibc-posix_spawn/c: 550 / 600.
+	assert.Regexp(t, `true\+preload\s+c\s+forkless-c\s.*\s0\.92x\n`, out)
+
+	buf.Reset()
+	require.NoError(t, WriteTable(&buf, preloadRows(), Meta{N: 10, Rounds: 2}))
+	assert.Contains(t, buf.String(), "preload cost: true+preload / true = 1.25 (median, glibc-posix_spawn/c, 1 GiB)\n",
+		"with several levels each line names its level")
+
+	buf.Reset()
+	require.NoError(t, WriteJSON(&buf, one))
+	var cells []map[string]any
+	require.NoError(t, json.Unmarshal(buf.Bytes(), &cells))
+	assert.Equal(t, "true+preload", cells[len(cells)-1]["target"])
+	assert.Equal(t, "forkless-c", cells[len(cells)-1]["engine"])
+	assert.Equal(t, "c", cells[len(cells)-1]["host"])
+}
+
+func TestSVGPreloadPanel(t *testing.T) {
+	var buf bytes.Buffer
+	require.NoError(t, WriteSVG(&buf, preloadRows(), Meta{N: 10}))
+	parseSVG(t, buf.Bytes())
+	assert.Contains(t, buf.String(), "LD_PRELOAD=libforkless.so")
+	assert.Contains(t, buf.String(), "forkless-c")
+}

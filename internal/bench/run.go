@@ -10,13 +10,16 @@ import (
 
 // Config describes a run.
 type Config struct {
-	RSS      []int    // resident memory levels of the hosts, in MiB
-	N        int      // timed iterations per cell
-	Rounds   int      // each cell's N iterations are split over this many rounds
-	Warmup   int      // untimed iterations per cell at the start of each level
-	Targets  []Target // programs the children exec
-	Engines  []Spec   // mechanisms to run
-	CBench   string   // path of forkless-cbench; needed for C-host engines
+	RSS     []int    // resident memory levels of the hosts, in MiB
+	N       int      // timed iterations per cell
+	Rounds  int      // each cell's N iterations are split over this many rounds
+	Warmup  int      // untimed iterations per cell at the start of each level
+	Targets []Target // programs the children exec
+	Engines []Spec   // mechanisms to run
+	CBench  string   // path of forkless-cbench; needed for C-host engines
+	// Lib is the preload library (lib/libforkless.so); forkless-c needs
+	// it, and so does the true+preload target (whose Env names it).
+	Lib      string
 	Progress io.Writer
 }
 
@@ -58,6 +61,13 @@ func Run(cfg Config) ([]Row, error) {
 			return nil, fmt.Errorf("bench: negative rss %d", r)
 		}
 	}
+	for _, s := range cfg.Engines {
+		if s.NeedsLib() {
+			if _, err := CheckLib(cfg.Lib); err != nil {
+				return nil, fmt.Errorf("bench: %s: %w", s, err)
+			}
+		}
+	}
 	engines := slices.Clone(cfg.Engines)
 	slices.SortStableFunc(engines, func(a, b Spec) int { return a.order() - b.order() })
 
@@ -84,7 +94,16 @@ func runLevel(cfg Config, engines []Spec, rss int, prog *progress) (rows []Row, 
 	}
 	defer mem.Release()
 
-	var host *CHost
+	// Up to two C hosts, each holding rss MiB: one plain, one with the
+	// preload library for forkless-c.
+	hosts := map[string]*CHost{}
+	defer func() {
+		for _, h := range hosts {
+			if cerr := h.Close(); err == nil && cerr != nil {
+				err = cerr
+			}
+		}
+	}()
 	mechs := make([]Mechanism, 0, len(engines))
 	for _, s := range engines {
 		var m Mechanism
@@ -92,18 +111,19 @@ func runLevel(cfg Config, engines []Spec, rss int, prog *progress) (rows []Row, 
 		case HostGo:
 			m, err = goMechanism(s.Engine)
 		case HostC:
+			lib := ""
+			if s.NeedsLib() {
+				lib = cfg.Lib
+			}
+			host := hosts[lib]
 			if host == nil {
 				if cfg.CBench == "" {
 					return nil, errors.New("C-host engines need forkless-cbench")
 				}
-				if host, err = StartCHost(cfg.CBench, rss); err != nil {
+				if host, err = StartCHost(cfg.CBench, rss, lib); err != nil {
 					return nil, err
 				}
-				defer func() {
-					if cerr := host.Close(); err == nil && cerr != nil {
-						err = cerr
-					}
-				}()
+				hosts[lib] = host
 			}
 			m, err = cMechanism(s.Engine, host)
 		default:
@@ -129,7 +149,7 @@ func runLevel(cfg Config, engines []Spec, rss int, prog *progress) (rows []Row, 
 	// resident, so the timed rounds do not overlap that work.
 	for _, j := range jobs {
 		if cfg.Warmup > 0 {
-			if _, err := j.mech.Batch(j.target.Path, cfg.Warmup); err != nil {
+			if _, err := j.mech.Batch(j.target, cfg.Warmup); err != nil {
 				return nil, fmt.Errorf("%s, target %s: %w", j.mech.Spec, j.target.Name, err)
 			}
 		}
@@ -142,7 +162,7 @@ func runLevel(cfg Config, engines []Spec, rss int, prog *progress) (rows []Row, 
 		// the first (or the one after the slowest).
 		for i := range jobs {
 			j := jobs[(i+r)%len(jobs)]
-			d, err := j.mech.Batch(j.target.Path, n)
+			d, err := j.mech.Batch(j.target, n)
 			if err != nil {
 				return nil, fmt.Errorf("%s, target %s: %w", j.mech.Spec, j.target.Name, err)
 			}

@@ -34,8 +34,9 @@ var engineColors = map[string]string{
 
 // targetTitles describe the panels.
 var targetTitles = map[string]string{
-	TargetTiny: "target: forkless-tiny (static, exits at once)",
-	TargetTrue: "target: /bin/true (dynamically linked)",
+	TargetTiny:        "target: forkless-tiny (static, exits at once)",
+	TargetTrue:        "target: /bin/true (dynamically linked)",
+	TargetTruePreload: "target: /bin/true, LD_PRELOAD=libforkless.so",
 }
 
 // svgWriter accumulates the document.

@@ -76,8 +76,77 @@ func WriteTable(w io.Writer, rows []Row, meta Meta) error {
 		}
 		b.WriteString("\n")
 	}
+	costs := PreloadCosts(rows)
+	if len(costs) > 0 {
+		b.WriteString("\n")
+	}
+	levels := map[int]bool{}
+	for _, r := range rows {
+		levels[r.RSSMiB] = true
+	}
+	for _, c := range costs {
+		at := ""
+		if len(levels) > 1 {
+			at = ", " + formatMiB(c.RSSMiB)
+		}
+		fmt.Fprintf(&b, "preload cost: %s / %s = %.2f (median, %s%s)\n", TargetTruePreload, TargetTrue, c.Ratio, c.Spec, at)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// PreloadCost is what loading the preload library costs an exec'd
+// program, seen from one host at one resident size: the median of
+// true+preload over the median of true, by the same mechanism.
+type PreloadCost struct {
+	Host   string
+	RSSMiB int
+	Spec   Spec // the mechanism both medians come from
+	Ratio  float64
+}
+
+// PreloadCosts returns one PreloadCost per host and resident size that has
+// both a true and a true+preload cell of one mechanism: glibc's
+// posix_spawn on that host when it has both, else the first such
+// mechanism in Catalog order. The result is in the order the rows first
+// show each resident size and host.
+func PreloadCosts(rows []Row) []PreloadCost {
+	type key struct {
+		spec   Spec
+		target string
+		rss    int
+	}
+	p50 := map[key]float64{}
+	type level struct {
+		rss  int
+		host string
+	}
+	var levels []level
+	seen := map[level]bool{}
+	for _, r := range rows {
+		p50[key{r.Spec, r.Target, r.RSSMiB}] = r.P50
+		if l := (level{r.RSSMiB, r.Host}); !seen[l] {
+			seen[l] = true
+			levels = append(levels, l)
+		}
+	}
+	var out []PreloadCost
+	for _, l := range levels {
+		candidates := []Spec{Baseline(l.host)}
+		for _, s := range Catalog {
+			if s.Host == l.host {
+				candidates = append(candidates, s)
+			}
+		}
+		for _, s := range candidates {
+			plain, pre := p50[key{s, TargetTrue, l.rss}], p50[key{s, TargetTruePreload, l.rss}]
+			if plain > 0 && pre > 0 {
+				out = append(out, PreloadCost{Host: l.host, RSSMiB: l.rss, Spec: s, Ratio: pre / plain})
+				break
+			}
+		}
+	}
+	return out
 }
 
 // formatUS prints microseconds with about four significant digits.

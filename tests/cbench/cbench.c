@@ -7,15 +7,21 @@
  * written, no transparent huge pages), then reads commands from stdin, one
  * per line:
  *
- *	MECH TARGET N
+ *	MECH TARGET N [ENV=VALUE]
  *
  * MECH is posix_spawn, vfork or fork; TARGET is a path (it may hold
- * spaces: it runs from the first space to the last). N times it creates a
- * child that execs TARGET with argv {TARGET} and an empty environment and
- * reaps it with waitpid, timing create+reap with CLOCK_MONOTONIC. It then
+ * spaces: it runs from the first space to the space before N). N times it
+ * creates a child that execs TARGET with argv {TARGET} and an environment
+ * that is empty, or holds the one entry ENV=VALUE when the line ends with
+ * it (a last word holding '=', which N never does; it cannot hold spaces),
+ * and reaps the child with waitpid, timing create+reap with
+ * CLOCK_MONOTONIC. It then
  * prints one line of N nanosecond counts separated by spaces, or one line
  * "error MESSAGE" if a command is malformed, a creation fails or a child
  * does not exit 0 (a failed exec exits 127). EOF on stdin exits 0.
+ *
+ * `forkless bench` runs this host with LD_PRELOAD=lib/libforkless.so for its
+ * forkless-c engine: posix_spawn then goes through the library.
  *
  * Build: gcc -O2 -Wall -Wextra -Werror -o bin/forkless-cbench tests/cbench/cbench.c
  */
@@ -34,8 +40,6 @@
 #include <unistd.h>
 
 enum mech { MECH_SPAWN, MECH_VFORK, MECH_FORK };
-
-static char *empty_env[] = { NULL };
 
 static long long now_ns(void)
 {
@@ -69,34 +73,36 @@ static int make_resident(long mib)
 
 /* vfork in a function of its own, so no caller variable lives across it. */
 static __attribute__((noinline)) pid_t vfork_exec(const char *target,
-						  char *const argv[])
+						  char *const argv[],
+						  char *const envp[])
 {
 	pid_t pid = vfork();
 
 	if (pid == 0) {
-		execve(target, argv, empty_env);
+		execve(target, argv, envp);
 		_exit(127);
 	}
 	return pid;
 }
 
-static pid_t fork_exec(const char *target, char *const argv[])
+static pid_t fork_exec(const char *target, char *const argv[],
+		       char *const envp[])
 {
 	pid_t pid = fork();
 
 	if (pid == 0) {
-		execve(target, argv, empty_env);
+		execve(target, argv, envp);
 		_exit(127);
 	}
 	return pid;
 }
 
 /*
- * Creates one child and reaps it. Returns 0 and the elapsed nanoseconds in
- * *ns, or -1 with a message in msg.
+ * Creates one child with environment envp and reaps it. Returns 0 and the
+ * elapsed nanoseconds in *ns, or -1 with a message in msg.
  */
-static int run_once(enum mech m, const char *target, long long *ns,
-		    char *msg, size_t msglen)
+static int run_once(enum mech m, const char *target, char *const envp[],
+		    long long *ns, char *msg, size_t msglen)
 {
 	char *argv[] = { (char *)target, NULL };
 	long long t0, t1;
@@ -106,7 +112,7 @@ static int run_once(enum mech m, const char *target, long long *ns,
 	t0 = now_ns();
 	switch (m) {
 	case MECH_SPAWN:
-		rc = posix_spawn(&pid, target, NULL, NULL, argv, empty_env);
+		rc = posix_spawn(&pid, target, NULL, NULL, argv, envp);
 		if (rc != 0) {
 			snprintf(msg, msglen, "posix_spawn %s: %s", target,
 				 strerror(rc));
@@ -114,10 +120,10 @@ static int run_once(enum mech m, const char *target, long long *ns,
 		}
 		break;
 	case MECH_VFORK:
-		pid = vfork_exec(target, argv);
+		pid = vfork_exec(target, argv, envp);
 		break;
 	default:
-		pid = fork_exec(target, argv);
+		pid = fork_exec(target, argv, envp);
 		break;
 	}
 	if (pid < 0) {
@@ -145,16 +151,29 @@ static int run_once(enum mech m, const char *target, long long *ns,
 	return 0;
 }
 
-/* Parses "MECH TARGET N" in place. Returns 0, or -1 with a message. */
+/*
+ * Parses "MECH TARGET N [ENV=VALUE]" in place; *env is NULL without an
+ * environment entry. Returns 0, or -1 with a message.
+ */
 static int parse(char *line, enum mech *m, char **target, long *n,
-		 char *msg, size_t msglen)
+		 char **env, char *msg, size_t msglen)
 {
 	char *first = strchr(line, ' ');
 	char *last = strrchr(line, ' ');
 	char *end;
 
-	if (first == NULL || first == last) {
-		snprintf(msg, msglen, "want \"MECH TARGET N\"");
+	*env = NULL;
+	if (last != NULL && strchr(last + 1, '=') != NULL) {
+		*env = last + 1;
+		*last = '\0';
+		last = strrchr(line, ' ');
+		if (**env == '=') {
+			snprintf(msg, msglen, "environment entry without a name");
+			return -1;
+		}
+	}
+	if (first == NULL || last == NULL || first >= last) {
+		snprintf(msg, msglen, "want \"MECH TARGET N [ENV=VALUE]\"");
 		return -1;
 	}
 	*first = '\0';
@@ -208,6 +227,7 @@ int main(int argc, char **argv)
 	while ((len = getline(&line, &cap, stdin)) > 0) {
 		enum mech m = MECH_SPAWN;
 		char *target = NULL;
+		char *envp[2] = { NULL, NULL };
 		long long *samples;
 		long n = 0, i;
 		int failed = 0;
@@ -216,7 +236,8 @@ int main(int argc, char **argv)
 			line[--len] = '\0';
 		if (len == 0)
 			continue;
-		if (parse(line, &m, &target, &n, msg, sizeof msg) < 0) {
+		if (parse(line, &m, &target, &n, &envp[0], msg,
+			  sizeof msg) < 0) {
 			printf("error %s\n", msg);
 			fflush(stdout);
 			continue;
@@ -228,7 +249,8 @@ int main(int argc, char **argv)
 			continue;
 		}
 		for (i = 0; i < n; i++) {
-			if (run_once(m, target, &samples[i], msg, sizeof msg) < 0) {
+			if (run_once(m, target, envp, &samples[i], msg,
+				     sizeof msg) < 0) {
 				failed = 1;
 				break;
 			}
