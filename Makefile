@@ -3,15 +3,17 @@ GO      ?= go
 CC      ?= gcc
 CFLAGS  ?= -O2 -Wall -Wextra -Werror
 
-BINARIES = bin/forkless bin/forkless-probe bin/forkless-tiny bin/forkless-cbench
+BINARIES = bin/forkless bin/forkless-probe bin/forkless-tiny bin/forkless-cbench bin/spawnzoo
 LIBS     = lib/libforkless.so
 
 # The preload library: C with minimal assembly, exporting only the
 # interposed symbols (preload/libforkless.map).
 PRELOAD_SRC  = $(wildcard preload/*.c preload/*.S)
 PRELOAD_DEPS = $(PRELOAD_SRC) $(wildcard preload/*.h) preload/libforkless.map
+# Two load segments instead of four and lazy binding: every program the
+# library is preloaded into pays for mapping and relocating it.
 PRELOAD_FLAGS = -fPIC -shared -fvisibility=hidden -fno-strict-aliasing \
-	-Wl,--version-script=preload/libforkless.map -Wl,-z,now -Wl,-z,relro
+	-Wl,--version-script=preload/libforkless.map -Wl,-z,noseparate-code -Wl,-z,relro
 
 .PHONY: all demo test test-go test-race lint bench clean
 all: $(BINARIES) $(LIBS)
@@ -41,8 +43,15 @@ lib/libforkless-asan.so: $(PRELOAD_DEPS)
 	$(CC) -O1 -g -Wall -Wextra -Werror -fsanitize=address,undefined -fno-omit-frame-pointer \
 		$(PRELOAD_FLAGS) -o $@ $(PRELOAD_SRC) -ldl -lpthread
 
+bin/spawnzoo: examples/spawnzoo/spawnzoo.c
+	@mkdir -p bin
+	$(CC) $(CFLAGS) -pthread -o $@ $<
+
+# The main job on a bundled example: a multi-threaded program creating
+# processes in every way, run under the library, then its trace summarized.
 demo: all
-	bin/forkless bench --n 200 --svg bin/demo-bench.svg
+	bin/forkless run --trace bin/demo-trace.jsonl -- bin/spawnzoo
+	bin/forkless trace bin/demo-trace.jsonl
 
 test: all lint test-go test-race
 
