@@ -124,6 +124,7 @@ struct fl_config {
 	int trace_fd;      /* -1: tracing off */
 	char trace_path[512];
 	int lazy_vfork;    /* reserved for lazy vfork (issue 4) */
+	char lib_path[1024]; /* this library, absolute (stickiness); "" if unknown */
 };
 FL_HIDDEN extern struct fl_config fl_cfg;
 
@@ -192,5 +193,53 @@ static inline int fl_tracing(void) { return __builtin_expect(fl_cfg.trace_fd >= 
 FL_HIDDEN uint64_t fl_now_ns(void);
 /* fl_list_fds fills l with this process's descriptors that survive exec. */
 FL_HIDDEN void fl_list_fds(struct fl_fdlist *l);
+
+/* ---- init, stickiness, vfork, fork helpers (init.c, trace.c, fork.c) ---- */
+
+/* fl_init reads the environment and resolves the real functions; the
+ * constructor calls it. Entry points that another library's constructor
+ * may reach first call fl_ensure_init. Idempotent, preserves errno. */
+FL_HIDDEN void fl_init(void);
+/* fl_ensure_real looks up the real functions that need dlsym (the
+ * posix_spawn fallbacks, _Fork, execvpe, system, popen, pclose). Not
+ * async-signal-safe on the first call. */
+FL_HIDDEN void fl_ensure_real(void);
+FL_HIDDEN extern int fl_initialized;
+static inline void fl_ensure_init(void)
+{
+	if (__builtin_expect(!__atomic_load_n(&fl_initialized, __ATOMIC_ACQUIRE), 0))
+		fl_init();
+}
+
+/* Stickiness: fl_sticky_env returns envp itself when it already has
+ * LD_PRELOAD naming this library and every FORKLESS_* variable of this
+ * process; otherwise a copy in b with what is missing added (our library
+ * appended to an existing LD_PRELOAD, or this process's LD_PRELOAD when
+ * envp has none). No allocation, no lock, no errno:
+ * usable in a vfork child. envp NULL counts as empty. An envp too large
+ * for b is returned unchanged. */
+#define FL_ENV_MAX 1024
+struct fl_envbuf {
+	char *vec[FL_ENV_MAX];
+	char preload[2048];
+};
+FL_HIDDEN char *const *fl_sticky_env(char *const *envp, struct fl_envbuf *b);
+
+/* fl_trace_open opens fl_cfg.trace_path for appending, at a high number,
+ * and sets fl_cfg.trace_fd (left -1 on failure). */
+FL_HIDDEN void fl_trace_open(void);
+/* fl_count_threads returns the threads of this process (0 if unknown).
+ * Raw system calls only. */
+FL_HIDDEN int fl_count_threads(void);
+
+/* vfork: the pre-hook records the caller in a thread-local record shared
+ * with the vfork child (same memory, same TLS). fl_vfork_child returns it
+ * when the caller is that child, NULL otherwise. */
+struct fl_vfork_rec {
+	pid_t pid, tid, ppid; /* the vfork caller */
+	uint64_t t0;          /* fl_now_ns at the vfork, when tracing */
+};
+FL_HIDDEN const struct fl_vfork_rec *fl_vfork_child(void);
+FL_HIDDEN void fl_vfork_forget(void);
 
 #endif

@@ -14,11 +14,16 @@ typedef int (*spawn_fn)(pid_t *, const char *, const void *, const void *, char 
 
 #define STACK_ACTIONS 32
 
-static int spawn_common(enum fl_via via, int flags, spawn_fn real, pid_t *pid, const char *path,
+static int spawn_common(enum fl_via via, int flags, spawn_fn *realp, pid_t *pid, const char *path,
 			const void *fa, const void *at, char *const argv[], char *const envp[])
 {
-	if (fl_cfg.disabled || !real)
+	spawn_fn real;
+	fl_ensure_init();
+	if (fl_cfg.disabled) {
+		fl_ensure_real();
+		real = *realp;
 		return real ? real(pid, path, fa, at, argv, envp) : ENOSYS;
+	}
 	struct fl_action buf[STACK_ACTIONS], *acts = buf;
 	struct fl_attr attr;
 	int needed = 0;
@@ -33,8 +38,13 @@ static int spawn_common(enum fl_via via, int flags, spawn_fn real, pid_t *pid, c
 		/* Unknown layout or action: glibc does it, exactly as always. */
 		if (acts != buf)
 			free(acts);
-		return real(pid, path, fa, at, argv, envp);
+		fl_ensure_real();
+		real = *realp;
+		return real ? real(pid, path, fa, at, argv, envp) : ENOSYS;
 	}
+	/* Children keep the preload even when the program rewrites envp. */
+	struct fl_envbuf envbuf;
+	envp = fl_sticky_env(envp, &envbuf);
 
 	struct fl_spawn req = {
 		.path = path, .argv = argv, .envp = envp, .actions = acts, .nactions = n,
@@ -76,27 +86,27 @@ static int spawn_common(enum fl_via via, int flags, spawn_fn real, pid_t *pid, c
 EXPORT int fl_posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
 			  const posix_spawnattr_t *at, char *const argv[], char *const envp[])
 {
-	return spawn_common(FL_VIA_POSIX_SPAWN, 0, fl_real.posix_spawn, pid, path, fa, at, argv, envp);
+	return spawn_common(FL_VIA_POSIX_SPAWN, 0, &fl_real.posix_spawn, pid, path, fa, at, argv, envp);
 }
 
 EXPORT int fl_posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
 			   const posix_spawnattr_t *at, char *const argv[], char *const envp[])
 {
-	return spawn_common(FL_VIA_POSIX_SPAWNP, FL_SEARCH, fl_real.posix_spawnp, pid, file, fa, at,
+	return spawn_common(FL_VIA_POSIX_SPAWNP, FL_SEARCH, &fl_real.posix_spawnp, pid, file, fa, at,
 			    argv, envp);
 }
 
 EXPORT int fl_posix_spawn_compat(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
 				 const posix_spawnattr_t *at, char *const argv[], char *const envp[])
 {
-	return spawn_common(FL_VIA_POSIX_SPAWN, FL_COMPAT_SH, fl_real.posix_spawn_compat, pid, path,
+	return spawn_common(FL_VIA_POSIX_SPAWN, FL_COMPAT_SH, &fl_real.posix_spawn_compat, pid, path,
 			    fa, at, argv, envp);
 }
 
 EXPORT int fl_posix_spawnp_compat(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
 				  const posix_spawnattr_t *at, char *const argv[], char *const envp[])
 {
-	return spawn_common(FL_VIA_POSIX_SPAWNP, FL_SEARCH | FL_COMPAT_SH, fl_real.posix_spawnp_compat,
+	return spawn_common(FL_VIA_POSIX_SPAWNP, FL_SEARCH | FL_COMPAT_SH, &fl_real.posix_spawnp_compat,
 			    pid, file, fa, at, argv, envp);
 }
 

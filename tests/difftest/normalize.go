@@ -101,7 +101,9 @@ func Normalize(r *Result, tmp string) View {
 	o.Argv = replaceAll(paths, o.Argv)
 	var env []string
 	for _, e := range o.Env {
-		if !strings.HasPrefix(e, probeOut+"=") {
+		// The probe's output path differs per run; the preload the library
+		// keeps in its children is its documented stickiness.
+		if !strings.HasPrefix(e, probeOut+"=") && (r.Preload == "" || e != "LD_PRELOAD="+r.Preload) {
 			env = append(env, paths.Replace(e))
 		}
 	}

@@ -66,6 +66,7 @@ func runScenario(res *Result) error {
 	tmp := os.Getenv(envTmp)
 	expand := expander(&sc)
 	res.RunnerPID = os.Getpid()
+	res.Preload = os.Getenv("LD_PRELOAD")
 	res.RunnerPGID, _ = unix.Getpgid(0)
 	res.RunnerSID, _ = unix.Getsid(0)
 

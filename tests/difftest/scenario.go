@@ -106,6 +106,9 @@ type Result struct {
 	RunnerSID  int               `json:"runner_sid"`
 	ChildPID   int               `json:"child_pid"`
 	Labels     map[string]string `json:"labels"` // fd target -> setup label
-	Obs        *Observation      `json:"obs,omitempty"`
-	Fatal      string            `json:"fatal,omitempty"` // the runner could not do its job
+	// Preload is the runner's LD_PRELOAD: the library adds it to a child
+	// whose envp lacks it (stickiness), so Normalize takes it out again.
+	Preload string       `json:"preload,omitempty"`
+	Obs     *Observation `json:"obs,omitempty"`
+	Fatal   string       `json:"fatal,omitempty"` // the runner could not do its job
 }

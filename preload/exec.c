@@ -1,0 +1,346 @@
+/* The exec family: trace, the strict descriptor policy, stickiness, then
+ * the real call. Async-signal-safe like the functions it replaces, and
+ * usable in a vfork child: no allocation, no lock, raw system calls; errno
+ * is only what the real exec set, as the caller expects. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "forkless.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+enum kind { K_EXECVE, K_EXECVPE, K_FEXECVE, K_EXECVEAT };
+
+struct call {
+	enum kind kind;
+	const char *path;
+	char *const *argv;
+	char *const *envp;
+	int fd;    /* fexecve, execveat */
+	int flags; /* execveat */
+};
+
+/* ---- strict policy ---- */
+
+#define STRICT_MAX 1024
+
+struct strict {
+	int n;              /* descriptors marked close-on-exec by us */
+	int fds[STRICT_MAX]; /* which, to undo if the exec returns */
+};
+
+struct dirent64_k {
+	uint64_t d_ino;
+	int64_t d_off;
+	unsigned short d_reclen;
+	unsigned char d_type;
+	char d_name[];
+};
+
+static int kept(const int *keep, int nkeep, long fd)
+{
+	for (int i = 0; i < nkeep; i++)
+		if (keep[i] == fd)
+			return 1;
+	return 0;
+}
+
+/* strict_prepare marks every descriptor but 0, 1, 2, the keep list and
+ * extra close-on-exec, remembering which were not. It returns -1, having
+ * changed nothing, when it cannot do that exactly (no /proc, too many). */
+static int strict_prepare(struct strict *s, int extra)
+{
+	int keep[3 + 32 + 1], nkeep = 0;
+	/* sorted: 0, 1, 2, then fl_cfg.keep (sorted at init) with extra in place */
+	keep[nkeep++] = 0, keep[nkeep++] = 1, keep[nkeep++] = 2;
+	int placed = extra < 3;
+	for (int i = 0; i < fl_cfg.nkeep; i++) {
+		if (!placed && extra <= fl_cfg.keep[i]) {
+			if (extra < fl_cfg.keep[i])
+				keep[nkeep++] = extra;
+			placed = 1;
+		}
+		if (fl_cfg.keep[i] > 2)
+			keep[nkeep++] = fl_cfg.keep[i];
+	}
+	if (!placed)
+		keep[nkeep++] = extra;
+
+	s->n = 0;
+	long dfd = fl_sys4(SYS_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (dfd < 0)
+		return -1;
+	char buf[1024] __attribute__((aligned(8)));
+	int over = 0;
+	for (;;) {
+		long got = fl_sys3(SYS_getdents64, dfd, buf, sizeof buf);
+		if (got <= 0)
+			break;
+		for (long off = 0; off < got;) {
+			struct dirent64_k *d = (struct dirent64_k *)(buf + off);
+			off += d->d_reclen;
+			const char *p = d->d_name;
+			if (*p < '0' || *p > '9')
+				continue;
+			long fd = 0;
+			for (; *p >= '0' && *p <= '9'; p++)
+				fd = fd * 10 + (*p - '0');
+			if (fd == dfd || kept(keep, nkeep, fd))
+				continue;
+			long fl = fl_sys2(SYS_fcntl, fd, F_GETFD);
+			if (fl < 0 || (fl & FD_CLOEXEC))
+				continue;
+			if (s->n == STRICT_MAX)
+				over = 1;
+			else
+				s->fds[s->n++] = (int)fd;
+		}
+	}
+	fl_sys1(SYS_close, dfd);
+	if (over) {
+		s->n = 0;
+		return -1;
+	}
+	if (s->n == 0)
+		return 0;
+	/* One close_range per gap between kept descriptors. */
+	long lo = 0;
+	int ok = 1;
+	for (int i = 0; i <= nkeep && ok; i++) {
+		long hi = i < nkeep ? keep[i] - 1L : (long)~0U;
+		if (hi >= lo && fl_sys3(SYS_close_range, lo, hi, CLOSE_RANGE_CLOEXEC) != 0)
+			ok = 0;
+		if (i < nkeep)
+			lo = keep[i] + 1L;
+	}
+	if (!ok) /* no CLOSE_RANGE_CLOEXEC (Linux < 5.11): one by one */
+		for (int i = 0; i < s->n; i++)
+			fl_sys3(SYS_fcntl, s->fds[i], F_SETFD, FD_CLOEXEC);
+	return 0;
+}
+
+static void strict_undo(const struct strict *s)
+{
+	for (int i = 0; i < s->n; i++) {
+		long fl = fl_sys2(SYS_fcntl, s->fds[i], F_GETFD);
+		if (fl >= 0)
+			fl_sys3(SYS_fcntl, s->fds[i], F_SETFD, fl & ~FD_CLOEXEC);
+	}
+}
+
+/* ---- trace ---- */
+
+/* fd_path reads what descriptor fd refers to, for the trace. */
+static const char *fd_path(int fd, char *buf, size_t size)
+{
+	char link[32] = "/proc/self/fd/";
+	char d[12];
+	int i = sizeof d, n = 14;
+	unsigned v = (unsigned)fd;
+	do
+		d[--i] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	while (i < (int)sizeof d)
+		link[n++] = d[i++];
+	link[n] = 0;
+	long r = fl_sys4(SYS_readlinkat, AT_FDCWD, link, buf, size - 1);
+	if (r <= 0)
+		return 0;
+	buf[r] = 0;
+	return buf;
+}
+
+/* Out of line: its buffers cost stack only when tracing. */
+__attribute__((noinline)) static void trace_exec(const struct call *c, int vchild, int err,
+						 int strict_closed)
+{
+	struct fl_fdlist fds;
+	char target[512];
+	const char *path = c->path;
+	if (c->kind == K_FEXECVE || (c->kind == K_EXECVEAT && path && !*path && (c->flags & AT_EMPTY_PATH)))
+		path = fd_path(c->fd, target, sizeof target);
+	struct fl_trace_rec r = {
+		.event = vchild ? FL_EV_SPAWN : FL_EV_EXEC,
+		.via = vchild ? FL_VIA_VFORK : FL_VIA_EXEC,
+		.path = path,
+		.argv = c->argv,
+		.err = err,
+		.strict_closed = strict_closed,
+	};
+	if (err == 0) {
+		/* Before the exec: what the new program will inherit. */
+		fl_list_fds(&fds);
+		r.fds = &fds;
+	}
+	if (vchild) {
+		const struct fl_vfork_rec *v = fl_vfork_child();
+		if (v && v->t0)
+			r.dur_ns = fl_now_ns() - v->t0;
+	}
+	fl_trace(&r);
+}
+
+static int real_exec(const struct call *c, char *const *envp)
+{
+	switch (c->kind) {
+	case K_EXECVE:
+		if (fl_real.execve)
+			return fl_real.execve(c->path, c->argv, envp);
+		break;
+	case K_EXECVPE:
+		fl_ensure_real();
+		if (fl_real.execvpe)
+			return fl_real.execvpe(c->path, c->argv, envp);
+		break;
+	case K_FEXECVE:
+		if (fl_real.fexecve)
+			return fl_real.fexecve(c->fd, c->argv, envp);
+		break;
+	case K_EXECVEAT:
+		if (fl_real.execveat)
+			return fl_real.execveat(c->fd, c->path, c->argv, envp, c->flags);
+		break;
+	}
+	errno = ENOSYS;
+	return -1;
+}
+
+static int do_exec(const struct call *c)
+{
+	fl_ensure_init();
+	if (fl_cfg.disabled)
+		return real_exec(c, c->envp);
+
+	struct fl_envbuf eb;
+	char *const *envp = fl_sticky_env(c->envp, &eb);
+	int vchild = fl_vfork_child() != 0;
+
+	/* The descriptor that is the program must survive: a script run
+	 * through it needs /dev/fd/N. */
+	int extra = -1;
+	if (c->kind == K_FEXECVE || (c->kind == K_EXECVEAT && (c->flags & AT_EMPTY_PATH)))
+		extra = c->fd;
+	struct strict st;
+	int strict = fl_cfg.strict && strict_prepare(&st, extra) == 0;
+	int closed = strict ? st.n : 0;
+
+	if (fl_tracing())
+		trace_exec(c, vchild, 0, closed);
+	int r = real_exec(c, envp);
+	/* Only reached when the exec failed: undo, report, keep errno. */
+	int err = errno;
+	if (strict)
+		strict_undo(&st);
+	if (fl_tracing())
+		trace_exec(c, vchild, err, closed);
+	errno = err;
+	return r;
+}
+
+/* ---- the exported functions ---- */
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	struct call c = {.kind = K_EXECVE, .path = path, .argv = argv, .envp = envp, .fd = -1};
+	return do_exec(&c);
+}
+
+EXPORT int execv(const char *path, char *const argv[])
+{
+	struct call c = {.kind = K_EXECVE, .path = path, .argv = argv, .envp = environ, .fd = -1};
+	return do_exec(&c);
+}
+
+/* execvp and execvpe go to glibc's execvpe with the adjusted envp: its PATH
+ * rules (the caller's PATH) and its ENOEXEC fallback to /bin/sh exactly. */
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	struct call c = {.kind = K_EXECVPE, .path = file, .argv = argv, .envp = envp, .fd = -1};
+	return do_exec(&c);
+}
+
+EXPORT int execvp(const char *file, char *const argv[])
+{
+	struct call c = {.kind = K_EXECVPE, .path = file, .argv = argv, .envp = environ, .fd = -1};
+	return do_exec(&c);
+}
+
+EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	struct call c = {.kind = K_FEXECVE, .argv = argv, .envp = envp, .fd = fd};
+	return do_exec(&c);
+}
+
+EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[], int flags)
+{
+	struct call c = {.kind = K_EXECVEAT, .path = path, .argv = argv, .envp = envp, .fd = dirfd,
+			 .flags = flags};
+	return do_exec(&c);
+}
+
+/* The execl family builds argv on the stack, sized by the argument count
+ * as glibc does; too many arguments is E2BIG. */
+#define COUNT_ARGS(first, argc)                                       \
+	do {                                                          \
+		va_list ap_;                                          \
+		va_start(ap_, first);                                 \
+		for (argc = 1; va_arg(ap_, const char *); argc++)     \
+			if (argc == INT_MAX) {                        \
+				va_end(ap_);                          \
+				errno = E2BIG;                        \
+				return -1;                            \
+			}                                             \
+		va_end(ap_);                                          \
+	} while (0)
+
+EXPORT int execl(const char *path, const char *arg, ...)
+{
+	ptrdiff_t argc;
+	COUNT_ARGS(arg, argc);
+	char *argv[argc + 1];
+	va_list ap;
+	va_start(ap, arg);
+	argv[0] = (char *)arg;
+	for (ptrdiff_t i = 1; i <= argc; i++)
+		argv[i] = va_arg(ap, char *);
+	va_end(ap);
+	struct call c = {.kind = K_EXECVE, .path = path, .argv = argv, .envp = environ, .fd = -1};
+	return do_exec(&c);
+}
+
+EXPORT int execle(const char *path, const char *arg, ...)
+{
+	ptrdiff_t argc;
+	COUNT_ARGS(arg, argc);
+	char *argv[argc + 1];
+	va_list ap;
+	va_start(ap, arg);
+	argv[0] = (char *)arg;
+	for (ptrdiff_t i = 1; i <= argc; i++)
+		argv[i] = va_arg(ap, char *);
+	char *const *envp = va_arg(ap, char *const *);
+	va_end(ap);
+	struct call c = {.kind = K_EXECVE, .path = path, .argv = argv, .envp = envp, .fd = -1};
+	return do_exec(&c);
+}
+
+EXPORT int execlp(const char *file, const char *arg, ...)
+{
+	ptrdiff_t argc;
+	COUNT_ARGS(arg, argc);
+	char *argv[argc + 1];
+	va_list ap;
+	va_start(ap, arg);
+	argv[0] = (char *)arg;
+	for (ptrdiff_t i = 1; i <= argc; i++)
+		argv[i] = va_arg(ap, char *);
+	va_end(ap);
+	struct call c = {.kind = K_EXECVPE, .path = file, .argv = argv, .envp = environ, .fd = -1};
+	return do_exec(&c);
+}

@@ -1,0 +1,125 @@
+/* fork, _Fork, and the C half of vfork (vfork_x86_64.S jumps to the real
+ * vfork after fl_vfork_prehook returns). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "forkless.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* ---- vfork ---- */
+
+/* The vfork child runs on the parent's thread memory, TLS included, so it
+ * sees the record its parent wrote. initial-exec: no __tls_get_addr on
+ * these paths (the library is loaded at startup). */
+static __thread struct fl_vfork_rec vrec __attribute__((tls_model("initial-exec")));
+
+FL_HIDDEN void *fl_vfork_prehook(void);
+
+/* fl_vfork_prehook runs in the caller of vfork, before the tail jump; it
+ * returns the function to jump to. */
+void *fl_vfork_prehook(void)
+{
+	fl_ensure_init();
+	if (!fl_cfg.disabled) {
+		vrec.pid = (pid_t)fl_sys0(SYS_getpid);
+		vrec.tid = 0, vrec.ppid = 0, vrec.t0 = 0;
+		if (fl_tracing()) {
+			vrec.tid = (pid_t)fl_sys0(SYS_gettid);
+			vrec.ppid = (pid_t)fl_sys0(SYS_getppid);
+			vrec.t0 = fl_now_ns();
+		}
+	}
+	/* fork is a valid vfork should the symbol be missing. */
+	return fl_real.vfork ? (void *)fl_real.vfork : (void *)fl_real.fork;
+}
+
+const struct fl_vfork_rec *fl_vfork_child(void)
+{
+	pid_t p = vrec.pid;
+	if (p == 0)
+		return 0;
+	/* A vfork child has another pid and the recorder as its parent (a
+	 * nested vfork overwrites the record; its parent, once resumed, then
+	 * fails the second test). */
+	if (fl_sys0(SYS_getpid) == p || fl_sys0(SYS_getppid) != p)
+		return 0;
+	return &vrec;
+}
+
+void fl_vfork_forget(void) { vrec.pid = 0; }
+
+/* ---- fork ---- */
+
+static void trace_fork(pid_t pid, int err, int threads, uint64_t t0)
+{
+	struct fl_trace_rec r = {
+		.event = FL_EV_FORK,
+		.via = FL_VIA_FORK,
+		.child = pid > 0 ? pid : 0,
+		.dur_ns = fl_now_ns() - t0,
+		.err = err,
+		.threads = threads,
+	};
+	fl_trace(&r);
+}
+
+EXPORT pid_t fork(void)
+{
+	fl_ensure_init();
+	if (!fl_real.fork) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (fl_cfg.disabled)
+		return fl_real.fork();
+	int tracing = fl_tracing();
+	int threads = tracing ? fl_count_threads() : 0;
+	uint64_t t0 = tracing ? fl_now_ns() : 0;
+	/* Held across glibc's fork (atfork handlers included): the child
+	 * never sees the popen table or the trace state half-updated. */
+	fl_lock();
+	pid_t pid = fl_real.fork();
+	if (pid == 0) {
+		fl_after_fork_child();
+		return 0;
+	}
+	int err = pid < 0 ? errno : 0;
+	fl_unlock();
+	if (tracing)
+		trace_fork(pid, err, threads, t0);
+	if (pid < 0)
+		errno = err;
+	return pid;
+}
+
+/* _Fork is async-signal-safe: no lock, only raw-syscall tracing. */
+EXPORT pid_t _Fork(void)
+{
+	fl_ensure_init();
+	fl_ensure_real(); /* a dlsym on the first call only */
+	if (!fl_real._Fork) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (fl_cfg.disabled)
+		return fl_real._Fork();
+	int tracing = fl_tracing();
+	int threads = tracing ? fl_count_threads() : 0;
+	uint64_t t0 = tracing ? fl_now_ns() : 0;
+	pid_t pid = fl_real._Fork();
+	if (pid == 0) {
+		/* Another thread may have held the lock: it does not exist
+		 * here. */
+		fl_after_fork_child();
+		return 0;
+	}
+	int err = pid < 0 ? errno : 0;
+	if (tracing)
+		trace_fork(pid, err, threads, t0);
+	if (pid < 0)
+		errno = err;
+	return pid;
+}
