@@ -15,7 +15,7 @@ PRELOAD_DEPS = $(PRELOAD_SRC) $(wildcard preload/*.h) preload/libforkless.map
 PRELOAD_FLAGS = -fPIC -shared -fvisibility=hidden -fno-strict-aliasing \
 	-Wl,--version-script=preload/libforkless.map -Wl,-z,noseparate-code -Wl,-z,relro
 
-.PHONY: all demo test test-go test-race lint bench clean
+.PHONY: all demo test test-go test-race test-cpython test-asan lint bench clean
 all: $(BINARIES) $(LIBS)
 
 bin/forkless: FORCE
@@ -53,7 +53,7 @@ demo: all
 	bin/forkless run --trace bin/demo-trace.jsonl -- bin/spawnzoo
 	bin/forkless trace bin/demo-trace.jsonl
 
-test: all lint test-go test-race
+test: all lint test-go test-race test-cpython test-asan
 
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
@@ -65,6 +65,19 @@ test-go:
 # The race stress and the engine under the race detector.
 test-race:
 	$(GO) test -count=1 -race ./spawn/... ./tests/...
+
+# CPython's own process-creation suites, natively and under the library:
+# the results must be the same.
+test-cpython: all
+	FORKLESS_CPYTHON=1 $(GO) test -count=1 -v -run . ./tests/cpython/ | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|cpython'
+
+# The library built with ASan+UBSan, through the differential suite and the
+# race stress. The sanitizer runtime must be loaded first.
+ASAN_RT = $(shell readlink -f $$($(CC) -print-file-name=libasan.so))
+test-asan: all lib/libforkless-asan.so
+	FORKLESS_TEST_LIB="$(ASAN_RT):$(abspath lib/libforkless-asan.so)" \
+	FORKLESS_TEST_ASAN=1 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		$(GO) test -count=1 ./tests/difftest/ ./tests/preload/
 
 bench: all
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./spawn/
