@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -283,6 +284,10 @@ EXPORT int pclose(FILE *fp)
 	for (int i = 0; i < nhandles; i++) {
 		if (handles[i].fp == fp) {
 			pid = handles[i].pid;
+			/* Once out of the table, later popen children no longer
+			 * close it: until fclose below, close-on-exec keeps it
+			 * from them. */
+			fl_sys3(SYS_fcntl, handles[i].fd, F_SETFD, FD_CLOEXEC);
 			handles[i] = handles[--nhandles];
 			break;
 		}
