@@ -127,3 +127,14 @@ func MustLib(t TB) string {
 	}
 	return path
 }
+
+// Preload returns what tests put in LD_PRELOAD for the library:
+// FORKLESS_TEST_LIB when set (e.g. the sanitizer runtime followed by the
+// ASan build), else lib/libforkless.so built by make.
+func Preload(t TB) string {
+	t.Helper()
+	if v := os.Getenv("FORKLESS_TEST_LIB"); v != "" {
+		return v
+	}
+	return MustLib(t)
+}

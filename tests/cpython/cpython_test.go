@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forkless/forkless/internal/testbin"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -47,20 +48,10 @@ func repoRoot(t *testing.T) string {
 	}
 }
 
-// library returns lib/libforkless.so, running make for it when missing.
+// library is what LD_PRELOAD gets: lib/libforkless.so, or FORKLESS_TEST_LIB.
 func library(t *testing.T) string {
 	t.Helper()
-	root := repoRoot(t)
-	lib := filepath.Join(root, "lib", "libforkless.so")
-	if _, err := os.Stat(lib); err == nil {
-		return lib
-	}
-	cmd := exec.Command("make", "lib/libforkless.so")
-	cmd.Dir = root
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "make lib/libforkless.so:\n%s", out)
-	require.FileExists(t, lib)
-	return lib
+	return testbin.Preload(t)
 }
 
 // interpreter returns the real python3 (pyenv's python3 is a bash shim,
