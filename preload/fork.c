@@ -23,6 +23,9 @@ FL_HIDDEN void *fl_vfork_prehook(void);
 void *fl_vfork_prehook(void)
 {
 	fl_ensure_init();
+	/* Look up execvp's real function now, in the parent: the child
+	 * must not need the loader. */
+	fl_ensure_real();
 	if (!fl_cfg.disabled) {
 		vrec.pid = (pid_t)fl_sys0(SYS_getpid);
 		vrec.tid = 0, vrec.ppid = 0, vrec.t0 = 0;
