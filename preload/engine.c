@@ -77,6 +77,10 @@ static void child_dispositions(const struct child_args *a)
 	for (int sig = 1; sig <= 64; sig++)
 		if (has_sig(sd, sig))
 			child_sigaction(sig, 0); /* SIGKILL/SIGSTOP fail: ignored */
+	if (at->flags & FL_X_SIGIGN)
+		for (int sig = 1; sig <= 64; sig++)
+			if (has_sig(at->sigignore, sig))
+				child_sigaction(sig, 1);
 }
 
 /* child_close_range closes [lo, hi], with a loop where close_range is
@@ -162,6 +166,11 @@ static long child_action(const struct fl_action *x, const struct fl_attr *at)
 		return fl_sys1(SYS_chdir, x->path);
 	case FL_FCHDIR:
 		return fl_sys1(SYS_fchdir, x->fd);
+	case FL_CLOSERANGE:
+		if (x->fd < 0 || x->newfd < x->fd)
+			return -EINVAL;
+		child_close_range((unsigned)x->fd, (unsigned)x->newfd, child_nofile());
+		return 0;
 	case FL_CLOSEFROM: {
 		r = fl_sys3(SYS_close_range, x->fd, ~0U, 0);
 		if (r == -ENOSYS) {
@@ -236,6 +245,8 @@ static long child_search(const struct child_args *a)
 			for (size_t i = 0; i < flen; i++)
 				buf[off++] = file[i];
 			r = fl_sys3(SYS_execve, buf, argv, envp);
+			if (r == -ENOEXEC && (a->req->flags & FL_EXEC_SH))
+				r = child_exec_sh(a, buf); /* glibc's execvpe */
 			switch (-r) {
 			case EACCES:
 				eacces = 1;
@@ -290,6 +301,8 @@ static int child_main(void *p)
 		    (r = fl_sys3(SYS_setresgid, -1, fl_sys0(SYS_getgid), -1)) < 0)
 			goto fail;
 	}
+	if (at->flags & FL_X_SETUMASK)
+		fl_sys1(SYS_umask, at->umask);
 
 	/* 6. file actions, then the strict policy */
 	for (int i = 0; i < req->nactions; i++)
@@ -305,11 +318,12 @@ static int child_main(void *p)
 	fl_sys4(SYS_rt_sigprocmask, SIG_SETMASK, &mask, 0, 8);
 
 	/* 8. exec */
-	if ((req->flags & FL_SEARCH) && !__builtin_strchr(req->path, '/'))
+	int searched = (req->flags & FL_SEARCH) && !__builtin_strchr(req->path, '/');
+	if (searched)
 		r = child_search(a);
 	else
 		r = fl_sys3(SYS_execve, req->path, req->argv, req->envp);
-	if (r == -ENOEXEC && (req->flags & FL_COMPAT_SH))
+	if (r == -ENOEXEC && ((req->flags & FL_COMPAT_SH) || ((req->flags & FL_EXEC_SH) && !searched)))
 		r = child_exec_sh(a, req->path);
 fail:
 	a->err = r < 0 ? (int)-r : ECHILD;
@@ -388,8 +402,11 @@ int fl_spawn(pid_t *pid, int *pidfd, const struct fl_spawn *req)
 	int keepbuf[64], *keep = keepbuf;
 	if (req->nkeep >= 0) {
 		size_t n = 3 + (size_t)req->nkeep + 2 * (size_t)req->nactions;
-		if (n > sizeof keepbuf / sizeof keepbuf[0] && !(keep = malloc(n * sizeof *keep)))
+		if (n > sizeof keepbuf / sizeof keepbuf[0] && !(keep = malloc(n * sizeof *keep))) {
+			if (req->clone_failed)
+				*req->clone_failed = 1;
 			return ENOMEM;
+		}
 		int k = 0;
 		keep[k++] = 0, keep[k++] = 1, keep[k++] = 2;
 		for (int i = 0; i < req->nkeep; i++)
@@ -418,6 +435,8 @@ int fl_spawn(pid_t *pid, int *pidfd, const struct fl_spawn *req)
 	if (!stack) {
 		if (keep != keepbuf)
 			free(keep);
+		if (req->clone_failed)
+			*req->clone_failed = 1;
 		return ENOMEM;
 	}
 	uintptr_t *top = (uintptr_t *)(stack + size) - 2;
@@ -471,6 +490,8 @@ int fl_spawn(pid_t *pid, int *pidfd, const struct fl_spawn *req)
 		}
 	} else {
 		ec = (int)-r;
+		if (req->clone_failed)
+			*req->clone_failed = 1;
 	}
 
 	fl_sys4(SYS_rt_sigprocmask, SIG_SETMASK, &a.oldmask, 0, 8);

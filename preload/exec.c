@@ -216,6 +216,15 @@ static int do_exec(const struct call *c)
 	fl_ensure_init();
 	if (fl_cfg.disabled)
 		return real_exec(c, c->envp);
+	if (fl_lazy_child()) {
+		/* Lazy vfork: the exec becomes a spawn, unless it made us a
+		 * real vfork child, which goes on below. */
+		int err, kind = c->kind == K_EXECVE ? 0 : c->kind == K_EXECVPE ? 1 : 2;
+		if (fl_lazy_exec(kind, c->path, c->argv, c->envp, &err)) {
+			errno = err;
+			return -1;
+		}
+	}
 
 	struct fl_envbuf eb;
 	char *const *envp = fl_sticky_env(c->envp, &eb);

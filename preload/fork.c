@@ -1,5 +1,6 @@
-/* fork, _Fork, and the C half of vfork (vfork_x86_64.S jumps to the real
- * vfork after fl_vfork_prehook returns). */
+/* fork, _Fork, and the record of a real vfork's caller (vfork_x86_64.S
+ * jumps to the real vfork after fl_vfork_prehook returns; lazy vfork is
+ * lazyvfork.c). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sys/syscall.h>
@@ -16,25 +17,30 @@
  * these paths (the library is loaded at startup). */
 static __thread struct fl_vfork_rec vrec __attribute__((tls_model("initial-exec")));
 
-FL_HIDDEN void *fl_vfork_prehook(void);
+/* fl_vfork_note records the caller of a vfork about to happen (a real one,
+ * or the real child a lazy vfork may make later). */
+void fl_vfork_note(void)
+{
+	vrec.pid = (pid_t)fl_sys0(SYS_getpid);
+	vrec.tid = 0, vrec.ppid = 0, vrec.t0 = 0;
+	if (fl_tracing()) {
+		vrec.tid = (pid_t)fl_sys0(SYS_gettid);
+		vrec.ppid = (pid_t)fl_sys0(SYS_getppid);
+		vrec.t0 = fl_now_ns();
+	}
+}
 
-/* fl_vfork_prehook runs in the caller of vfork, before the tail jump; it
- * returns the function to jump to. */
+/* fl_vfork_prehook runs in the caller of a real vfork, before the tail
+ * jump (vfork_x86_64.S, through fl_vfork_entry); it returns the function
+ * to jump to. */
 void *fl_vfork_prehook(void)
 {
 	fl_ensure_init();
 	/* Look up execvp's real function now, in the parent: the child
 	 * must not need the loader. */
 	fl_ensure_real();
-	if (!fl_cfg.disabled) {
-		vrec.pid = (pid_t)fl_sys0(SYS_getpid);
-		vrec.tid = 0, vrec.ppid = 0, vrec.t0 = 0;
-		if (fl_tracing()) {
-			vrec.tid = (pid_t)fl_sys0(SYS_gettid);
-			vrec.ppid = (pid_t)fl_sys0(SYS_getppid);
-			vrec.t0 = fl_now_ns();
-		}
-	}
+	if (!fl_cfg.disabled)
+		fl_vfork_note();
 	/* fork is a valid vfork should the symbol be missing. */
 	return fl_real.vfork ? (void *)fl_real.vfork : (void *)fl_real.fork;
 }
@@ -72,6 +78,8 @@ static void trace_fork(pid_t pid, int err, int threads, uint64_t t0)
 EXPORT pid_t fork(void)
 {
 	fl_ensure_init();
+	if (fl_lazy_child()) /* a lazy vfork child: become a real one first */
+		fl_lazy_force("fork");
 	if (!fl_real.fork) {
 		errno = ENOSYS;
 		return -1;
@@ -87,6 +95,7 @@ EXPORT pid_t fork(void)
 	pid_t pid = fl_real.fork();
 	if (pid == 0) {
 		fl_after_fork_child();
+		fl_lazy_after_fork();
 		return 0;
 	}
 	int err = pid < 0 ? errno : 0;
@@ -102,6 +111,8 @@ EXPORT pid_t fork(void)
 EXPORT pid_t _Fork(void)
 {
 	fl_ensure_init();
+	if (fl_lazy_child())
+		fl_lazy_force("fork");
 	fl_ensure_real(); /* a dlsym on the first call only */
 	if (!fl_real._Fork) {
 		errno = ENOSYS;
@@ -117,6 +128,7 @@ EXPORT pid_t _Fork(void)
 		/* Another thread may have held the lock: it does not exist
 		 * here. */
 		fl_after_fork_child();
+		fl_lazy_after_fork();
 		return 0;
 	}
 	int err = pid < 0 ? errno : 0;

@@ -30,6 +30,7 @@ enum fl_action_tag {
 	FL_FCHDIR,
 	FL_CLOSEFROM,
 	FL_TCSETPGRP,
+	FL_CLOSERANGE, /* close [fd, newfd]; no glibc equivalent (lazy vfork) */
 };
 
 struct fl_action {
@@ -51,6 +52,9 @@ struct fl_action {
 #define FL_USEVFORK 0x40
 #define FL_SETSID 0x80
 #define FL_SETCGROUP 0x100
+/* Extensions for lazy vfork, never set by fl_decode: above glibc's short. */
+#define FL_X_SETUMASK 0x10000 /* umask(attr->umask) after RESETIDS */
+#define FL_X_SIGIGN 0x20000   /* attr->sigignore set to SIG_IGN after SETSIGDEF */
 
 struct fl_attr {
 	int flags;
@@ -60,12 +64,15 @@ struct fl_attr {
 	int policy;
 	int priority;
 	int cgroup; /* a cgroup v2 directory fd, for FL_SETCGROUP */
+	mode_t umask;        /* FL_X_SETUMASK */
+	uint64_t sigignore;  /* FL_X_SIGIGN: bit n-1 = signal n */
 };
 
 /* Request flags. */
 #define FL_SEARCH 0x1   /* posix_spawnp: search the caller's PATH */
 #define FL_COMPAT_SH 0x2 /* compat symbols: ENOEXEC runs /bin/sh */
 #define FL_PIDFD 0x4    /* also return a pidfd (pidfd_spawn) */
+#define FL_EXEC_SH 0x8  /* execvpe: ENOEXEC runs /bin/sh, per PATH entry too */
 
 /* Descriptors a traced child reports before exec (shared memory). */
 #define FL_FDLIST_MAX 64
@@ -94,6 +101,7 @@ struct fl_spawn {
 	int nkeep;
 	struct fl_fdlist *fdlist; /* non-NULL: the child lists its fds before exec */
 	int *strict_closed;       /* non-NULL: how many fds strict mode closed */
+	int *clone_failed;        /* non-NULL: set to 1 when no child was made */
 };
 
 /* fl_spawn creates a process as posix_spawn does. It returns 0 and sets
@@ -123,7 +131,7 @@ struct fl_config {
 	int nkeep;
 	int trace_fd;      /* -1: tracing off */
 	char trace_path[512];
-	int lazy_vfork;    /* reserved for lazy vfork (issue 4) */
+	int real_vfork;    /* FORKLESS_VFORK=real: vfork is glibc's (traced), not lazy */
 	char lib_path[1024]; /* this library, absolute (stickiness); "" if unknown */
 };
 FL_HIDDEN extern struct fl_config fl_cfg;
@@ -241,5 +249,28 @@ struct fl_vfork_rec {
 };
 FL_HIDDEN const struct fl_vfork_rec *fl_vfork_child(void);
 FL_HIDDEN void fl_vfork_forget(void);
+/* fl_vfork_note fills the record for a vfork about to happen;
+ * fl_vfork_prehook does that and returns the real vfork to jump to. */
+FL_HIDDEN void fl_vfork_note(void);
+FL_HIDDEN void *fl_vfork_prehook(void);
+
+/* ---- lazy vfork (lazyvfork.c, lazyvfork_x86_64.S) ---- */
+
+/* fl_lazy_child reports whether the calling thread is in child mode: it
+ * returned 0 from a lazy vfork and has not exec'd or exited yet. */
+FL_HIDDEN int fl_lazy_child(void);
+/* fl_lazy_force, in child mode, makes the real child now (reason is for
+ * the log): it returns in that child, with the recorded actions applied,
+ * to go on natively; the parent resumes at the vfork. No-op otherwise. */
+FL_HIDDEN void fl_lazy_force(const char *reason);
+/* fl_lazy_exec is the exec family in child mode. kind: 0 execve, 1
+ * execvpe (PATH search, ENOEXEC runs /bin/sh), 2 anything else. It does
+ * not return when the spawn worked; it returns 1 with *err set when the
+ * exec failed (still in child mode, as a real vfork child would be), and
+ * 0 when the caller is now a real child and must exec natively. */
+FL_HIDDEN int fl_lazy_exec(int kind, const char *path, char *const argv[], char *const envp[],
+			   int *err);
+/* fl_lazy_after_fork resets the lazy state in a fork child. */
+FL_HIDDEN void fl_lazy_after_fork(void);
 
 #endif

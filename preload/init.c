@@ -251,7 +251,7 @@ static void keep_own_preload(void)
 static void init_once(void)
 {
 	int saved = errno;
-	const char *disable = 0, *trace = 0, *fds = 0, *keep = 0;
+	const char *disable = 0, *trace = 0, *fds = 0, *keep = 0, *vfork = 0;
 	for (char **e = environ; e && *e; e++) {
 		const char *s = *e;
 		if (strncmp(s, "FORKLESS_", 9) != 0)
@@ -274,15 +274,18 @@ static void init_once(void)
 			fds = v;
 		else if (!strcmp(name, "FORKLESS_KEEP_FDS"))
 			keep = v;
+		else if (!strcmp(name, "FORKLESS_VFORK"))
+			vfork = v;
 		/* Only the library's own settings follow the children. */
 		if (!strcmp(name, "FORKLESS_DISABLE") || !strcmp(name, "FORKLESS_FDS") ||
-		    !strcmp(name, "FORKLESS_KEEP_FDS"))
+		    !strcmp(name, "FORKLESS_KEEP_FDS") || !strcmp(name, "FORKLESS_VFORK"))
 			keep_var(name, v);
 	}
 	resolve_direct();
 	fl_cfg.disabled = disable && !strcmp(disable, "1");
 	if (!fl_cfg.disabled) {
 		fl_cfg.strict = fds && !strcmp(fds, "strict");
+		fl_cfg.real_vfork = vfork && !strcmp(vfork, "real");
 		if (keep)
 			parse_keep(keep);
 		self_from_preload();

@@ -15,8 +15,15 @@ import (
 )
 
 // want is the export table: name@version, @@ marking the default version.
+// close, close_range, dup*, sigaction, sigprocmask and pthread_sigmask are
+// lazy vfork's fast paths (libc's own outside a vfork child).
 var want = []string{
 	"_Fork@@GLIBC_2.34",
+	"close@@GLIBC_2.2.5",
+	"close_range@@GLIBC_2.34",
+	"dup2@@GLIBC_2.2.5",
+	"dup3@@GLIBC_2.9",
+	"dup@@GLIBC_2.2.5",
 	"execl@@GLIBC_2.2.5",
 	"execle@@GLIBC_2.2.5",
 	"execlp@@GLIBC_2.2.5",
@@ -33,6 +40,10 @@ var want = []string{
 	"posix_spawn@GLIBC_2.2.5",
 	"posix_spawnp@@GLIBC_2.15",
 	"posix_spawnp@GLIBC_2.2.5",
+	"pthread_sigmask@@GLIBC_2.32",
+	"pthread_sigmask@GLIBC_2.2.5",
+	"sigaction@@GLIBC_2.2.5",
+	"sigprocmask@@GLIBC_2.2.5",
 	"system@@GLIBC_2.2.5",
 	"vfork@@GLIBC_2.2.5",
 }
