@@ -138,3 +138,13 @@ func Preload(t TB) string {
 	}
 	return MustLib(t)
 }
+
+// MustRoot is Root for tests.
+func MustRoot(t TB) string {
+	t.Helper()
+	root, err := Root()
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	return root
+}

@@ -39,16 +39,7 @@ const runLimit = 15 * time.Minute
 
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	require.NoError(t, err)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		require.NotEqual(t, dir, parent, "no go.mod above the working directory")
-		dir = parent
-	}
+	return testbin.MustRoot(t)
 }
 
 // library is what LD_PRELOAD gets: lib/libforkless.so, or FORKLESS_TEST_LIB.

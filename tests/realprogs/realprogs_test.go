@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forkless/forkless/internal/testbin"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -186,16 +187,7 @@ func hasArg(e event, arg string) bool { return slices.Contains(e.Argv, arg) }
 
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	require.NoError(t, err)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		require.NotEqual(t, dir, parent, "no go.mod above the working directory")
-		dir = parent
-	}
+	return testbin.MustRoot(t)
 }
 
 func hasRun(bin string) bool {
