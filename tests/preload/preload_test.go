@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forkless/forkless/internal/testbin"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -55,22 +56,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above %s", dir)
-		}
-		dir = parent
-	}
-}
+func repoRoot() (string, error) { return testbin.Root() }
 
 func build() (*fixture, string, error) {
 	gcc, err := exec.LookPath("gcc")
