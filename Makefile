@@ -15,7 +15,7 @@ PRELOAD_DEPS = $(PRELOAD_SRC) $(wildcard preload/*.h) preload/libforkless.map
 PRELOAD_FLAGS = -fPIC -shared -fvisibility=hidden -fno-strict-aliasing \
 	-Wl,--version-script=preload/libforkless.map -Wl,-z,noseparate-code -Wl,-z,relro
 
-.PHONY: all demo test test-go test-race test-cpython test-asan lint bench clean
+.PHONY: all demo test test-go test-race test-cpython test-asan fuzz lint bench clean
 all: $(BINARIES) $(LIBS)
 
 bin/forkless: FORCE
@@ -53,7 +53,7 @@ demo: all
 	bin/forkless run --trace bin/demo-trace.jsonl -- bin/spawnzoo
 	bin/forkless trace bin/demo-trace.jsonl
 
-test: all lint test-go test-race test-cpython test-asan
+test: all lint test-go test-race fuzz test-cpython test-asan
 
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
@@ -64,7 +64,17 @@ test-go:
 
 # The race stress and the engine under the race detector.
 test-race:
-	$(GO) test -count=1 -race ./spawn/... ./tests/...
+	$(GO) test -count=1 -race ./spawn/... ./tests/... ./forkcp/... ./examples/...
+
+# A short pass of every decoder's fuzzer, from the committed seed corpus.
+# (-fuzz takes one target at a time; minimisation is capped so the time
+# goes to executions.)
+FUZZ = -run '^$$' -fuzztime 15s -fuzzminimizetime 3s
+fuzz:
+	$(GO) test $(FUZZ) -fuzz '^FuzzDecode$$' ./forkcp/
+	$(GO) test $(FUZZ) -fuzz '^FuzzReceive$$' ./forkcp/
+	$(GO) test $(FUZZ) -fuzz '^FuzzParseObservation$$' ./tests/difftest/
+	$(GO) test $(FUZZ) -fuzz '^FuzzDecode$$' ./internal/trace/
 
 # CPython's own process-creation suites, natively and under the library:
 # the results must be the same.
@@ -81,6 +91,7 @@ test-asan: all lib/libforkless-asan.so
 
 bench: all
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./spawn/
+	$(GO) test -run '^$$' -bench . -benchmem ./forkcp/
 	bin/forkless bench --rss 16,1024,4096 --svg bin/bench.svg
 
 clean:

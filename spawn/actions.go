@@ -58,17 +58,25 @@ type FileActions struct {
 	acts []action
 }
 
-// validFD reports whether fd may name a descriptor: glibc checks
-// 0 <= fd < sysconf(_SC_OPEN_MAX), which is the soft RLIMIT_NOFILE.
-func validFD(fd int) bool {
-	if fd < 0 {
-		return false
+// validFD reports whether every fd may name a descriptor: glibc checks
+// 0 <= fd < sysconf(_SC_OPEN_MAX), which is the soft RLIMIT_NOFILE, read
+// once per call as glibc does.
+func validFD(fds ...int) bool {
+	for _, fd := range fds {
+		if fd < 0 {
+			return false
+		}
 	}
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		return true // cannot tell; let the kernel decide at spawn time
 	}
-	return uint64(fd) < lim.Cur
+	for _, fd := range fds {
+		if uint64(fd) >= lim.Cur {
+			return false
+		}
+	}
+	return true
 }
 
 // AddClose closes fd in the child. An fd that is not open at spawn time is
@@ -84,7 +92,7 @@ func (fa *FileActions) AddClose(fd int) error {
 // AddDup2 duplicates fd onto newfd in the child. AddDup2(fd, fd) clears
 // FD_CLOEXEC on fd, so a close-on-exec descriptor can be passed on as is.
 func (fa *FileActions) AddDup2(fd, newfd int) error {
-	if !validFD(fd) || !validFD(newfd) {
+	if !validFD(fd, newfd) {
 		return unix.EBADF
 	}
 	fa.acts = append(fa.acts, action{kind: actDup2, fd: fd, newfd: newfd})

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"net"
+	"net/http"
+	"sync"
+)
+
+// conns counts a server's open connections through its ConnState hook.
+//
+// A worker that stops cannot use http.Server.Shutdown: a connection
+// accepted just before Shutdown whose request is read just after it is
+// closed without a reply (net/http returns from conn.serve when it finds
+// the server shutting down after reading a request). Instead the worker
+// stops accepting (the other workers take the queued connections), turns
+// keep-alives off so that every connection closes after its current
+// request, and waits for the count to reach zero.
+type conns struct {
+	mu   sync.Mutex
+	n    int
+	zero *sync.Cond
+}
+
+func newConns() *conns {
+	c := &conns{}
+	c.zero = sync.NewCond(&c.mu)
+	return c
+}
+
+// track is the http.Server ConnState hook.
+func (c *conns) track(_ net.Conn, st http.ConnState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch st {
+	case http.StateNew:
+		c.n++
+	case http.StateClosed, http.StateHijacked:
+		if c.n--; c.n == 0 {
+			c.zero.Broadcast()
+		}
+	}
+}
+
+// wait returns once every connection has closed.
+func (c *conns) wait() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.n > 0 {
+		c.zero.Wait()
+	}
+}
+
+// drain stops srv accepting on ln and waits until every connection it
+// accepted has been answered and closed. served delivers Serve's return.
+func drain(srv *http.Server, ln net.Listener, cs *conns, served <-chan error) {
+	srv.SetKeepAlivesEnabled(false)
+	ln.Close()
+	<-served // Serve has returned: no connection can be added any more
+	cs.wait()
+}
