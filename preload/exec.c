@@ -182,6 +182,8 @@ __attribute__((noinline)) static void trace_exec(const struct call *c, int vchil
 		const struct fl_vfork_rec *v = fl_vfork_child();
 		if (v && v->t0)
 			r.dur_ns = fl_now_ns() - v->t0;
+		if ((r.fallback = fl_lazy_reason()) != 0)
+			fl_lazy_note_exec();
 	}
 	fl_trace(&r);
 }

@@ -192,6 +192,7 @@ struct fl_trace_rec {
 	int err;           /* errno, 0 on success */
 	int threads;       /* fork: threads in the process at the fork; 0 otherwise */
 	int strict_closed; /* strict mode: descriptors kept from the child */
+	const char *fallback; /* lazy vfork: why a real child was made */
 };
 
 /* fl_trace appends one JSON line with a single write. Async-signal-safe:
@@ -272,5 +273,10 @@ FL_HIDDEN int fl_lazy_exec(int kind, const char *path, char *const argv[], char 
 			   int *err);
 /* fl_lazy_after_fork resets the lazy state in a fork child. */
 FL_HIDDEN void fl_lazy_after_fork(void);
+/* fl_lazy_reason, in the real child of a lazy vfork, says why it was made
+ * (NULL elsewhere); fl_lazy_note_exec tells the parent the child's exec
+ * was traced, so the fallback is not recorded twice. */
+FL_HIDDEN const char *fl_lazy_reason(void);
+FL_HIDDEN void fl_lazy_note_exec(void);
 
 #endif

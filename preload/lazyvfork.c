@@ -171,6 +171,7 @@ struct lz {
 	uint64_t t0;
 	const char *reason;  /* why a real child was made */
 	long reason_nr;      /* the system call, for reason "syscall" */
+	int exec_traced;     /* the real child traced its exec */
 
 	/* descriptors */
 	int nov;
@@ -245,6 +246,19 @@ static inline struct lz *lz_active(void)
 }
 
 int fl_lazy_child(void) { return lz_active() != 0; }
+
+const char *fl_lazy_reason(void)
+{
+	struct lz *st = lz_tls;
+	return st ? st->reason : 0;
+}
+
+void fl_lazy_note_exec(void)
+{
+	struct lz *st = lz_tls;
+	if (st)
+		st->exec_traced = 1;
+}
 
 /* ---- process-wide state ---- */
 
@@ -1301,6 +1315,15 @@ static __attribute__((noreturn)) void lz_finish(struct lz *st, long result, cons
 	lz_sigsys_put();
 	st->mode = LZ_NONE;
 	lz_log(st, how, result);
+	/* A real child that did not exec (it exited, or went on without one)
+	 * is recorded here, with why it had to be made. */
+	if (result > 0 && st->reason && !st->exec_traced && fl_tracing()) {
+		struct fl_trace_rec r = {
+			.event = FL_EV_FORK, .via = FL_VIA_VFORK, .child = (pid_t)result,
+			.dur_ns = fl_now_ns() - st->t0, .fallback = st->reason,
+		};
+		fl_trace(&r);
+	}
 	if (st->sigsys_pending)
 		fl_sys4(SYS_rt_tgsigqueueinfo, fl_sys0(SYS_getpid), fl_sys0(SYS_gettid), SIGSYS,
 			&st->sigsys_info);
@@ -1644,7 +1667,7 @@ static int lz_begin(struct lz *st)
 	}
 	st->mask = st->callermask;
 	st->t0 = fl_now_ns();
-	st->reason = 0, st->reason_nr = -1;
+	st->reason = 0, st->reason_nr = -1, st->exec_traced = 0;
 	st->nov = st->nrange = st->npin = 0;
 	st->cwd = st->rootfd = -1;
 	st->nofile = 0;

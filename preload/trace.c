@@ -318,6 +318,10 @@ void fl_trace(const struct fl_trace_rec *r)
 		puts_(&w, ",\"strict_closed\":");
 		puti(&w, r->strict_closed);
 	}
+	if (r->fallback) {
+		puts_(&w, ",\"fallback\":");
+		putstr(&w, r->fallback, 64);
+	}
 	if (r->path) {
 		/* A path too long for its share is cut (rare: it takes 2 KiB
 		 * of escapes); the schema has no flag for it. */

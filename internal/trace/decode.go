@@ -178,6 +178,8 @@ func (ev *Event) setField(key string, raw json.RawMessage) error {
 		err = decodeInt(raw, &ev.Threads)
 	case "strict_closed":
 		err = decodeInt(raw, &ev.StrictClosed)
+	case "fallback":
+		err = decodeString(raw, &ev.Fallback)
 	default:
 		return fmt.Errorf("unknown field %q", key)
 	}

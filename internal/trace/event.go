@@ -75,7 +75,13 @@ type Event struct {
 	DurUS         int64    `json:"dur_us,omitempty"`        // spawn, fork: how long the call took
 	Threads       int      `json:"threads,omitempty"`       // fork: threads of the process at the fork
 	StrictClosed  int      `json:"strict_closed,omitempty"` // descriptors strict mode kept from the child
+	// Fallback, on a spawn or fork via vfork, says why a lazy vfork had to
+	// make a real child (e.g. "exit", "getpid", "syscall").
+	Fallback string `json:"fallback,omitempty"`
 }
+
+// MaxFallback bounds the length of Fallback.
+const MaxFallback = 64
 
 // FD is a descriptor the new program inherits.
 type FD struct {
@@ -141,6 +147,9 @@ func (e *Event) Validate() error {
 		if f.v < 0 {
 			bad("%s %d is negative", f.name, f.v)
 		}
+	}
+	if e.Fallback != "" && (e.Via != ViaVfork || len(e.Fallback) > MaxFallback) {
+		bad("fallback %q: only on via vfork, at most %d bytes", e.Fallback, MaxFallback)
 	}
 	if len(e.Argv) > MaxArgv {
 		bad("argv has %d entries, at most %d allowed", len(e.Argv), MaxArgv)

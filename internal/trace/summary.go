@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -38,6 +39,10 @@ type Summary struct {
 	// StrictClosed is the total of strict_closed: descriptors strict mode
 	// kept from children.
 	StrictClosed int `json:"strict_closed"`
+
+	// Fallbacks counts the real children lazy vfork had to make, by
+	// reason.
+	Fallbacks map[string]int `json:"vfork_fallbacks"`
 }
 
 // Latency is a distribution of durations in microseconds. Percentiles are
@@ -73,6 +78,7 @@ func Summarize(evs []Event) *Summary {
 		Created:       map[string]int{},
 		SpawnFailures: []Failure{},
 		ExecFailures:  []Failure{},
+		Fallbacks:     map[string]int{},
 		ThreadedForks: []ThreadedFork{},
 	}
 	failed := failedAttempts(evs)
@@ -82,6 +88,9 @@ func Summarize(evs []Event) *Summary {
 		e := &evs[i]
 		pids[e.PID] = true
 		s.StrictClosed += e.StrictClosed
+		if e.Fallback != "" && e.Errno == 0 {
+			s.Fallbacks[e.Fallback]++
+		}
 		switch e.Event {
 		case EventExec:
 			if e.Errno != 0 {
@@ -182,6 +191,18 @@ func (s *Summary) WriteText(w io.Writer) error {
 		return fmt.Sprintf("pid %d %s with %d threads, %s", f.PID, f.Via, f.Threads, child)
 	})
 	fmt.Fprintf(&b, "descriptors strict mode kept from children: %d\n", s.StrictClosed)
+	if len(s.Fallbacks) > 0 {
+		reasons := make([]string, 0, len(s.Fallbacks))
+		for r := range s.Fallbacks {
+			reasons = append(reasons, r)
+		}
+		sort.Strings(reasons)
+		fmt.Fprintf(&b, "lazy vfork real children:")
+		for _, r := range reasons {
+			fmt.Fprintf(&b, " %s %d", r, s.Fallbacks[r])
+		}
+		b.WriteString("\n")
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -97,7 +97,7 @@ func TestSampleJSON(t *testing.T) {
 		"spawn_failures": [{"pid": 4000, "via": "posix_spawnp", "path": "nosuch-tool", "errno": 2, "error": "ENOENT (no such file or directory)"}],
 		"exec_failures": [{"pid": 4004, "via": "exec", "path": "/usr/local/bin/cc", "errno": 2, "error": "ENOENT (no such file or directory)"}],
 		"threaded_forks": [{"pid": 4006, "via": "fork", "child": 4007, "threads": 4}],
-		"strict_closed": 5}}`, out.String())
+		"strict_closed": 5, "vfork_fallbacks": {}}}`, out.String())
 
 	out.Reset()
 	r = NewReport(loadSample(t)[:1], []error{&LineError{2, assert.AnError}}, true)
@@ -107,7 +107,7 @@ func TestSampleJSON(t *testing.T) {
 		"created": {"posix_spawn": 1}, "created_total": 1,
 		"spawn_latency_us": {"n": 1, "p50": 180, "p99": 180, "max": 180},
 		"fork_latency_us": {"n": 0, "p50": 0, "p99": 0, "max": 0},
-		"spawn_failures": [], "exec_failures": [], "threaded_forks": [], "strict_closed": 0},
+		"spawn_failures": [], "exec_failures": [], "threaded_forks": [], "strict_closed": 0, "vfork_fallbacks": {}},
 		"tree": [{"pid": 4000, "children": [{"pid": 4001, "via": "posix_spawn",
 			"programs": [{"path": "/bin/sh", "argv": ["/bin/sh", "-c", "cc -c a.c"]}]}]}],
 		"errors": ["line 2: assert.AnError general error for testing"]}`, out.String())
@@ -275,4 +275,21 @@ func TestLongListsAreCut(t *testing.T) {
 	assert.Equal(t, MaxListed, strings.Count(out.String(), "pid 70 /x: ENOENT"))
 	assert.Contains(t, out.String(), "exec failures: 23\n")
 	assert.Contains(t, out.String(), "  ... and 3 more\n")
+}
+
+func TestSummaryCountsVforkFallbacks(t *testing.T) {
+	lines := `{"v":1,"ts_ns":1,"pid":10,"ppid":1,"tid":10,"event":"fork","via":"vfork","errno":0,"child":11,"fallback":"exit"}
+{"v":1,"ts_ns":2,"pid":10,"ppid":1,"tid":10,"event":"spawn","via":"vfork","errno":0,"child":12,"path":"/bin/true","fallback":"getpid"}
+{"v":1,"ts_ns":3,"pid":10,"ppid":1,"tid":10,"event":"fork","via":"vfork","errno":0,"child":13,"fallback":"exit"}
+`
+	evs, errs := Decode(strings.NewReader(lines))
+	require.Empty(t, errs)
+	s := Summarize(evs)
+	require.Equal(t, map[string]int{"exit": 2, "getpid": 1}, s.Fallbacks)
+	var b strings.Builder
+	require.NoError(t, s.WriteText(&b))
+	require.Contains(t, b.String(), "lazy vfork real children: exit 2 getpid 1\n")
+
+	_, errs = Decode(strings.NewReader(`{"v":1,"ts_ns":1,"pid":10,"ppid":1,"tid":10,"event":"fork","via":"fork","errno":0,"child":11,"fallback":"exit"}` + "\n"))
+	require.NotEmpty(t, errs, "fallback only on via vfork")
 }
