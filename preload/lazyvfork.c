@@ -1483,6 +1483,12 @@ static void lz_emit_attempts(struct lz *st, pid_t child)
 		fl_trace(&r);
 		r.err = a->err;
 		r.fds = 0;
+		/* The last failure line also says why the child was real; the
+		 * pairs keep the shape a real vfork child's trace has. */
+		if (i == st->natt - 1) {
+			r.fallback = st->reason;
+			st->exec_traced = 1;
+		}
 		fl_trace(&r);
 	}
 	st->natt = 0;
@@ -1491,9 +1497,9 @@ static void lz_emit_attempts(struct lz *st, pid_t child)
 static __attribute__((noreturn)) void lz_exit(struct lz *st, int status)
 {
 	long pid = fl_lz_exit_child(status, st->pgrp);
+	st->reason = "exit", st->reason_nr = -1;
 	if (pid > 0 && fl_tracing())
 		lz_emit_attempts(st, (pid_t)pid);
-	st->reason = "exit", st->reason_nr = -1;
 	lz_finish(st, pid, pid > 0 ? "exit" : "error");
 }
 

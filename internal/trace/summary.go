@@ -88,7 +88,7 @@ func Summarize(evs []Event) *Summary {
 		e := &evs[i]
 		pids[e.PID] = true
 		s.StrictClosed += e.StrictClosed
-		if e.Fallback != "" && e.Errno == 0 {
+		if e.Fallback != "" {
 			s.Fallbacks[e.Fallback]++
 		}
 		switch e.Event {
