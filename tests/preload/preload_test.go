@@ -135,6 +135,7 @@ type event struct {
 	DurUS        int64           `json:"dur_us"`
 	Threads      int             `json:"threads"`
 	StrictClosed int             `json:"strict_closed"`
+	Fallback     string          `json:"fallback"`
 	keys         map[string]bool // the fields present on the line
 }
 
