@@ -1586,8 +1586,16 @@ int fl_lazy_exec(int kind, const char *path, char *const argv[], char *const env
 	memset(&attr, 0, sizeof attr);
 	attr.flags = FL_SETSIGMASK | FL_SETSIGDEF;
 	attr.sigmask = st->mask;
-	/* glibc's internal signals: at default after a real vfork+exec */
-	attr.sigdefault = sigbit(32) | sigbit(33);
+	/* glibc's internal signals: after a real vfork+exec they are at
+	 * default, unless this process ignores them (a program started with
+	 * them ignored passes that on, as any ignored signal). */
+	for (int sig = 32; sig <= 33; sig++) {
+		unsigned long old[4];
+		if (fl_sys4(SYS_rt_sigaction, sig, 0, old, 8) == 0 && old[0] == (unsigned long)SIG_IGN)
+			attr.sigignore |= sigbit(sig);
+		else
+			attr.sigdefault |= sigbit(sig);
+	}
 	for (int sig = 1; sig <= 64; sig++) {
 		if (!(st->sigrec & sigbit(sig)))
 			continue;

@@ -235,7 +235,8 @@ func env(home string) []string {
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
 		if name == "LD_PRELOAD" || strings.HasPrefix(name, "FORKLESS_") || strings.HasPrefix(name, "GIT_") ||
-			name == "HOME" || name == "LC_ALL" || name == "LANG" || name == "MAKEFLAGS" || name == "MFLAGS" {
+			name == "HOME" || name == "LC_ALL" || name == "LANG" || name == "MAKEFLAGS" || name == "MFLAGS" ||
+			name == "MAKELEVEL" || name == "MAKEOVERRIDES" {
 			continue
 		}
 		out = append(out, kv)
