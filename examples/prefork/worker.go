@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/forkless/forkless/examples/internal/httpdrain"
 	"log"
 	"net"
 	"net/http"
@@ -25,10 +26,10 @@ func runWorker() int {
 		log.Printf("prefork worker: %v", err)
 		return 1
 	}
-	cs := newConns()
+	cs := httpdrain.NewConns()
 	srv := &http.Server{
 		Handler:           workerHandler(cfg.ID),
-		ConnState:         cs.track,
+		ConnState:         cs.Track,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       30 * time.Second,
 	}
@@ -39,7 +40,7 @@ func runWorker() int {
 		log.Printf("prefork worker %d: %v", cfg.ID, err)
 		return 1
 	case <-sig:
-		drain(srv, ln, cs, done)
+		httpdrain.Drain(srv, ln, cs, done)
 		return 0
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/forkless/forkless/examples/internal/httpdrain"
 	"log"
 	"net"
 	"net/http"
@@ -21,17 +22,17 @@ import (
 type server struct {
 	ln     net.Listener
 	http   *http.Server
-	conns  *conns
+	conns  *httpdrain.Conns
 	gen    int
 	served atomic.Int64
 }
 
 func newServer(ln net.Listener, st state) *server {
-	s := &server{ln: ln, gen: st.Generation, conns: newConns()}
+	s := &server{ln: ln, gen: st.Generation, conns: httpdrain.NewConns()}
 	s.served.Store(st.Served)
 	s.http = &http.Server{
 		Handler:   http.HandlerFunc(s.handle),
-		ConnState: s.conns.track,
+		ConnState: s.conns.Track,
 		// A client that connects and never sends a request cannot hold
 		// up a handover for long.
 		ReadHeaderTimeout: 10 * time.Second,
@@ -80,7 +81,7 @@ func run(s *server, ready *os.File) int {
 				}
 				p.Release() // the new copy outlives this process
 			}
-			drain(s.http, s.ln, s.conns, done)
+			httpdrain.Drain(s.http, s.ln, s.conns, done)
 			return 0
 		}
 	}
