@@ -29,7 +29,7 @@ func NewConns() *Conns {
 	return c
 }
 
-// track is the http.Server ConnState hook.
+// Track is the http.Server ConnState hook.
 func (c *Conns) Track(_ net.Conn, st http.ConnState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -43,7 +43,7 @@ func (c *Conns) Track(_ net.Conn, st http.ConnState) {
 	}
 }
 
-// wait returns once every connection has closed.
+// Wait returns once every connection has closed.
 func (c *Conns) Wait() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -52,7 +52,7 @@ func (c *Conns) Wait() {
 	}
 }
 
-// drain stops srv accepting on ln and waits until every connection it
+// Drain stops srv accepting on ln and waits until every connection it
 // accepted has been answered and closed. served delivers Serve's return.
 func Drain(srv *http.Server, ln net.Listener, cs *Conns, served <-chan error) {
 	srv.SetKeepAlivesEnabled(false)
