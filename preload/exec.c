@@ -310,48 +310,33 @@ EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const
 		va_end(ap_);                                          \
 	} while (0)
 
-EXPORT int execl(const char *path, const char *arg, ...)
+/* execl_va builds argv (argc entries after arg, then NULL) on its own stack
+ * from ap, and for execle takes envp after the NULL. */
+static int execl_va(int kind, const char *path, const char *arg, ptrdiff_t argc, va_list ap,
+		    int with_envp)
 {
-	ptrdiff_t argc;
-	COUNT_ARGS(arg, argc);
 	char *argv[argc + 1];
-	va_list ap;
-	va_start(ap, arg);
 	argv[0] = (char *)arg;
 	for (ptrdiff_t i = 1; i <= argc; i++)
 		argv[i] = va_arg(ap, char *);
-	va_end(ap);
-	struct call c = {.kind = K_EXECVE, .path = path, .argv = argv, .envp = environ, .fd = -1};
+	char *const *envp = with_envp ? va_arg(ap, char *const *) : environ;
+	struct call c = {.kind = kind, .path = path, .argv = argv, .envp = envp, .fd = -1};
 	return do_exec(&c);
 }
 
-EXPORT int execle(const char *path, const char *arg, ...)
-{
-	ptrdiff_t argc;
-	COUNT_ARGS(arg, argc);
-	char *argv[argc + 1];
-	va_list ap;
-	va_start(ap, arg);
-	argv[0] = (char *)arg;
-	for (ptrdiff_t i = 1; i <= argc; i++)
-		argv[i] = va_arg(ap, char *);
-	char *const *envp = va_arg(ap, char *const *);
-	va_end(ap);
-	struct call c = {.kind = K_EXECVE, .path = path, .argv = argv, .envp = envp, .fd = -1};
-	return do_exec(&c);
-}
+#define EXECL(kind, path, arg, with_envp)                                  \
+	do {                                                               \
+		ptrdiff_t argc;                                            \
+		COUNT_ARGS(arg, argc);                                     \
+		va_list ap;                                                \
+		va_start(ap, arg);                                         \
+		int r = execl_va(kind, path, arg, argc, ap, with_envp);    \
+		va_end(ap);                                                \
+		return r;                                                  \
+	} while (0)
 
-EXPORT int execlp(const char *file, const char *arg, ...)
-{
-	ptrdiff_t argc;
-	COUNT_ARGS(arg, argc);
-	char *argv[argc + 1];
-	va_list ap;
-	va_start(ap, arg);
-	argv[0] = (char *)arg;
-	for (ptrdiff_t i = 1; i <= argc; i++)
-		argv[i] = va_arg(ap, char *);
-	va_end(ap);
-	struct call c = {.kind = K_EXECVPE, .path = file, .argv = argv, .envp = environ, .fd = -1};
-	return do_exec(&c);
-}
+EXPORT int execl(const char *path, const char *arg, ...) { EXECL(K_EXECVE, path, arg, 0); }
+
+EXPORT int execle(const char *path, const char *arg, ...) { EXECL(K_EXECVE, path, arg, 1); }
+
+EXPORT int execlp(const char *file, const char *arg, ...) { EXECL(K_EXECVPE, file, arg, 0); }
