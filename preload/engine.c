@@ -105,22 +105,30 @@ static unsigned child_nofile(void)
 	return lim.cur > INT_MAX ? INT_MAX : (unsigned)lim.cur;
 }
 
+struct strict_count {
+	const struct child_args *a;
+	int n;
+};
+
+static void count_unkept(void *arg, int fd, int dirfd, const char *name)
+{
+	struct strict_count *c = arg;
+	(void)dirfd, (void)name;
+	for (int k = 0; k < c->a->nkeep; k++)
+		if (c->a->keep[k] == fd)
+			return;
+	c->n++;
+}
+
 /* child_strict closes every descriptor but the sorted keep set. */
 static void child_strict(const struct child_args *a)
 {
 	unsigned next = 0, limit = child_nofile();
 	if (a->req->strict_closed) {
 		/* Count what strict mode takes away, for the trace. */
-		struct fl_fdlist l;
-		fl_list_fds(&l);
-		int n = 0;
-		for (int i = 0; i < l.n; i++) {
-			int kept = 0;
-			for (int k = 0; k < a->nkeep; k++)
-				kept |= a->keep[k] == l.fds[i].fd;
-			n += !kept;
-		}
-		*a->req->strict_closed = n;
+		struct strict_count c = {a, 0};
+		fl_each_inheritable_fd(count_unkept, &c);
+		*a->req->strict_closed = c.n;
 	}
 	for (int k = 0; k < a->nkeep; k++) {
 		if (a->keep[k] < 0 || (unsigned)a->keep[k] < next)

@@ -35,20 +35,32 @@ struct strict {
 	int fds[STRICT_MAX]; /* which, to undo if the exec returns */
 };
 
-struct dirent64_k {
-	uint64_t d_ino;
-	int64_t d_off;
-	unsigned short d_reclen;
-	unsigned char d_type;
-	char d_name[];
-};
-
 static int kept(const int *keep, int nkeep, long fd)
 {
 	for (int i = 0; i < nkeep; i++)
 		if (keep[i] == fd)
 			return 1;
 	return 0;
+}
+
+struct mark {
+	struct strict *s;
+	const int *keep;
+	int nkeep;
+	int over;
+};
+
+/* mark_one records an inheritable descriptor strict mode must take away. */
+static void mark_one(void *arg, int fd, int dirfd, const char *name)
+{
+	struct mark *m = arg;
+	(void)dirfd, (void)name;
+	if (kept(m->keep, m->nkeep, fd))
+		return;
+	if (m->s->n == STRICT_MAX)
+		m->over = 1;
+	else
+		m->s->fds[m->s->n++] = fd;
 }
 
 /* strict_prepare marks every descriptor but 0, 1, 2, the keep list and
@@ -73,37 +85,10 @@ static int strict_prepare(struct strict *s, int extra)
 		keep[nkeep++] = extra;
 
 	s->n = 0;
-	long dfd = fl_sys4(SYS_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-	if (dfd < 0)
+	struct mark m = {s, keep, nkeep, 0};
+	if (fl_each_inheritable_fd(mark_one, &m) < 0)
 		return -1;
-	char buf[1024] __attribute__((aligned(8)));
-	int over = 0;
-	for (;;) {
-		long got = fl_sys3(SYS_getdents64, dfd, buf, sizeof buf);
-		if (got <= 0)
-			break;
-		for (long off = 0; off < got;) {
-			struct dirent64_k *d = (struct dirent64_k *)(buf + off);
-			off += d->d_reclen;
-			const char *p = d->d_name;
-			if (*p < '0' || *p > '9')
-				continue;
-			long fd = 0;
-			for (; *p >= '0' && *p <= '9'; p++)
-				fd = fd * 10 + (*p - '0');
-			if (fd == dfd || kept(keep, nkeep, fd))
-				continue;
-			long fl = fl_sys2(SYS_fcntl, fd, F_GETFD);
-			if (fl < 0 || (fl & FD_CLOEXEC))
-				continue;
-			if (s->n == STRICT_MAX)
-				over = 1;
-			else
-				s->fds[s->n++] = (int)fd;
-		}
-	}
-	fl_sys1(SYS_close, dfd);
-	if (over) {
+	if (m.over) {
 		s->n = 0;
 		return -1;
 	}

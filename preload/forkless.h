@@ -200,6 +200,10 @@ struct fl_trace_rec {
 FL_HIDDEN void fl_trace(const struct fl_trace_rec *r);
 static inline int fl_tracing(void) { return __builtin_expect(fl_cfg.trace_fd >= 0, 0); }
 FL_HIDDEN uint64_t fl_now_ns(void);
+/* fl_each_inheritable_fd calls fn for each descriptor of this process
+ * that survives exec (no FD_CLOEXEC), except the trace's; dirfd and name
+ * let fn readlink it. Raw system calls only. -1 without /proc. */
+FL_HIDDEN int fl_each_inheritable_fd(void (*fn)(void *arg, int fd, int dirfd, const char *name), void *arg);
 /* fl_list_fds fills l with this process's descriptors that survive exec. */
 FL_HIDDEN void fl_list_fds(struct fl_fdlist *l);
 

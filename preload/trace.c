@@ -398,13 +398,11 @@ struct dirent64_k {
 	char d_name[];
 };
 
-void fl_list_fds(struct fl_fdlist *l)
+int fl_each_inheritable_fd(void (*fn)(void *arg, int fd, int dirfd, const char *name), void *arg)
 {
-	l->n = 0;
-	l->truncated = 0;
 	long dfd = fl_sys4(SYS_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (dfd < 0)
-		return;
+		return -1;
 	int tfd = fl_cfg.trace_fd;
 	char buf[2048] __attribute__((aligned(8)));
 	for (;;) {
@@ -425,17 +423,31 @@ void fl_list_fds(struct fl_fdlist *l)
 			long fl = fl_sys2(SYS_fcntl, fd, F_GETFD);
 			if (fl < 0 || (fl & FD_CLOEXEC))
 				continue;
-			if (l->n == FL_FDLIST_MAX) {
-				l->truncated = 1;
-				continue;
-			}
-			struct fl_fd *e = &l->fds[l->n++];
-			e->fd = (int)fd;
-			long n = fl_sys4(SYS_readlinkat, dfd, d->d_name, e->target, sizeof e->target - 1);
-			e->target[n > 0 ? n : 0] = 0;
+			fn(arg, (int)fd, (int)dfd, d->d_name);
 		}
 	}
 	fl_sys1(SYS_close, dfd);
+	return 0;
+}
+
+static void list_one(void *arg, int fd, int dirfd, const char *name)
+{
+	struct fl_fdlist *l = arg;
+	if (l->n == FL_FDLIST_MAX) {
+		l->truncated = 1;
+		return;
+	}
+	struct fl_fd *e = &l->fds[l->n++];
+	e->fd = fd;
+	long n = fl_sys4(SYS_readlinkat, dirfd, name, e->target, sizeof e->target - 1);
+	e->target[n > 0 ? n : 0] = 0;
+}
+
+void fl_list_fds(struct fl_fdlist *l)
+{
+	l->n = 0;
+	l->truncated = 0;
+	fl_each_inheritable_fd(list_one, l);
 }
 
 int fl_count_threads(void)
