@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/forkless/forkless/internal/testbin"
+	"github.com/forkless/forkless/internal/trace"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -225,6 +226,8 @@ func readTrace(t *testing.T, path string) []event {
 		return nil
 	}
 	require.NoError(t, err)
+	_, errs := trace.Decode(bytes.NewReader(data))
+	require.Empty(t, errs, "trace lines off the schema")
 	var out []event
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64<<10), 64<<10)

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/forkless/forkless/internal/testbin"
+	fltrace "github.com/forkless/forkless/internal/trace"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -58,15 +59,14 @@ func readTrace(t *testing.T, path string) trace {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
+	_, errs := fltrace.Decode(bytes.NewReader(data))
+	require.Empty(t, errs, "trace lines off the schema")
 	var tr trace
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for n := 1; sc.Scan(); n++ {
 		var e event
 		require.NoError(t, json.Unmarshal(sc.Bytes(), &e), "trace line %d: %s", n, sc.Bytes())
-		require.Equal(t, 1, e.V, "trace line %d: %s", n, sc.Bytes())
-		require.Positive(t, e.PID, "trace line %d", n)
-		require.Contains(t, []string{"spawn", "exec", "fork"}, e.Event, "trace line %d", n)
 		tr = append(tr, e)
 	}
 	require.NoError(t, sc.Err())
