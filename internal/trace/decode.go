@@ -180,6 +180,14 @@ func (ev *Event) setField(key string, raw json.RawMessage) error {
 		err = decodeInt(raw, &ev.StrictClosed)
 	case "fallback":
 		err = decodeString(raw, &ev.Fallback)
+	case "platform":
+		err = decodeString(raw, &ev.Platform)
+	case "policy":
+		err = decodeString(raw, &ev.Policy)
+	case "status":
+		var st int
+		err = decodeInt(raw, &st)
+		ev.Status = &st
 	default:
 		return fmt.Errorf("unknown field %q", key)
 	}
@@ -331,6 +339,8 @@ func decodeFDs(raw json.RawMessage, dst *[]FD) error {
 				hasFD, err = true, decodeInt(raw, &fd.FD)
 			case "target":
 				hasTarget, err = true, decodeString(raw, &fd.Target)
+			case "flags":
+				err = decodeInt(raw, &fd.Flags)
 			default:
 				return fmt.Errorf("unknown field %q", key)
 			}

@@ -23,7 +23,7 @@ func TestParseLineAllFields(t *testing.T) {
 	assert.Equal(t, Event{
 		V: 1, TsNs: 5, PID: 10, PPID: 1, TID: 11, Event: EventFork, Via: ViaVfork,
 		Child: 12, Path: "/p", Argv: []string{"a", "b"}, ArgvTruncated: true,
-		FDs:          []FD{{0, "/dev/null"}, {7, "pipe:[1]"}},
+		FDs:          []FD{{FD: 0, Target: "/dev/null"}, {FD: 7, Target: "pipe:[1]"}},
 		FDsTruncated: true, DurUS: 99, Threads: 3, StrictClosed: 4,
 	}, ev)
 }
@@ -169,4 +169,34 @@ func TestMarshalRoundTrip(t *testing.T) {
 	b, err := Marshal(Event{V: 1, PID: 1, TID: 1, Event: EventExec, Via: ViaExec, Path: "a<b>&c"})
 	require.NoError(t, err)
 	assert.Equal(t, `{"v":1,"ts_ns":0,"pid":1,"ppid":0,"tid":1,"event":"exec","via":"exec","errno":0,"path":"a<b>&c"}`, string(b))
+}
+
+func TestParseLineHostFields(t *testing.T) {
+	ev, err := ParseLine([]byte(`{"v":1,"ts_ns":5,"pid":10,"ppid":1,"tid":10,"event":"exit","via":"exit","errno":0,"status":0,"platform":"ptrace"}`))
+	require.NoError(t, err)
+	require.NotNil(t, ev.Status)
+	assert.Equal(t, 0, *ev.Status)
+	assert.Equal(t, PlatformPtrace, ev.Platform)
+
+	ev, err = ParseLine([]byte(`{"v":1,"ts_ns":5,"pid":10,"ppid":1,"tid":10,"event":"fork","via":"clone","errno":0,"child":11,"fds":[{"fd":3,"target":"pipe:[9]","flags":524289}]}`))
+	require.NoError(t, err)
+	assert.Equal(t, []FD{{FD: 3, Target: "pipe:[9]", Flags: 524289}}, ev.FDs)
+
+	ev, err = ParseLine([]byte(`{"v":1,"ts_ns":5,"pid":10,"ppid":1,"tid":10,"event":"exec","via":"exec","errno":13,"path":"/bin/x","policy":"exec-deny"}`))
+	require.NoError(t, err)
+	assert.Equal(t, PolicyExecDeny, ev.Policy)
+
+	for _, bad := range []string{
+		`{"v":1,"ts_ns":5,"pid":10,"ppid":1,"tid":10,"event":"exit","via":"exit","errno":0}`,                      // no status
+		`{"v":1,"ts_ns":5,"pid":10,"ppid":1,"tid":10,"event":"exit","via":"fork","errno":0,"status":0}`,           // wrong via
+		`{"v":1,"ts_ns":5,"pid":10,"ppid":1,"tid":10,"event":"spawn","via":"exit","errno":0}`,                     // exit via elsewhere
+		`{"v":1,"ts_ns":5,"pid":10,"ppid":1,"tid":10,"event":"fork","via":"fork","errno":0,"status":1}`,           // status elsewhere
+		`{"v":1,"ts_ns":5,"pid":10,"ppid":1,"tid":10,"event":"fork","via":"fork","errno":0,"platform":"x"}`,       // unknown platform
+		`{"v":1,"ts_ns":5,"pid":10,"ppid":1,"tid":10,"event":"exec","via":"exec","errno":0,"policy":"exec-deny"}`, // policy on success
+		`{"v":1,"ts_ns":5,"pid":10,"ppid":1,"tid":10,"event":"exec","via":"exec","errno":1,"policy":"nope"}`,      // unknown policy
+		`{"v":1,"ts_ns":5,"pid":10,"ppid":1,"tid":10,"event":"fork","via":"fork","errno":0,"fds":[{"fd":1,"target":"x","flags":-1}]}`,
+	} {
+		_, err := ParseLine([]byte(bad))
+		assert.Error(t, err, bad)
+	}
 }

@@ -25,6 +25,20 @@ const (
 	EventSpawn = "spawn" // a new process running a new program
 	EventExec  = "exec"  // this process replaced its program
 	EventFork  = "fork"  // a new process copying this one
+	EventExit  = "exit"  // a process ended (written by the host, or by the parent that reaped it)
+)
+
+// Platforms: who observed the event. Lines without a platform come from
+// the preload library.
+const (
+	PlatformPreload = "preload" // lib/libforkless.so inside the process
+	PlatformPtrace  = "ptrace"  // the libos host, tracing the process
+)
+
+// Policy names, on a line whose call the host's policy made fail.
+const (
+	PolicyExecDeny = "exec-deny" // the program is not allowed: EACCES
+	PolicyMaxProcs = "max-procs" // the tree is at its process limit: EAGAIN
 )
 
 // Entry points: how the traced program asked for the event.
@@ -37,13 +51,14 @@ const (
 	ViaExec        = "exec"
 	ViaVfork       = "vfork"
 	ViaFork        = "fork"
-	ViaClone       = "clone" // reserved for the libos launcher
+	ViaClone       = "clone" // a clone(2)/clone3(2) seen by the ptrace platform
+	ViaExit        = "exit"  // only on exit lines
 )
 
 // Vias lists the entry points in the order summaries show them.
 var Vias = []string{
 	ViaPosixSpawn, ViaPosixSpawnp, ViaPidfdSpawn, ViaSystem, ViaPopen,
-	ViaVfork, ViaFork, ViaClone, ViaExec,
+	ViaVfork, ViaFork, ViaClone, ViaExec, ViaExit,
 }
 
 // Bounds of the schema.
@@ -78,15 +93,28 @@ type Event struct {
 	// Fallback, on a spawn or fork via vfork, says why a lazy vfork had to
 	// make a real child (e.g. "exit", "getpid", "syscall").
 	Fallback string `json:"fallback,omitempty"`
+	// Platform is PlatformPtrace on lines the libos host wrote for a
+	// traced process; empty (or PlatformPreload) otherwise.
+	Platform string `json:"platform,omitempty"`
+	// Policy names the policy that made the call fail (PolicyExecDeny,
+	// PolicyMaxProcs).
+	Policy string `json:"policy,omitempty"`
+	// Status is the wait status of an exit line (as waitpid reports it).
+	Status *int `json:"status,omitempty"`
 }
+
+// Policies lists the policy names.
+var Policies = []string{PolicyExecDeny, PolicyMaxProcs}
 
 // MaxFallback bounds the length of Fallback.
 const MaxFallback = 64
 
-// FD is a descriptor the new program inherits.
+// FD is a descriptor the new program inherits, or (on fork lines) one the
+// process held at the fork.
 type FD struct {
 	FD     int    `json:"fd"`
-	Target string `json:"target"` // what it refers to, as /proc/self/fd shows it
+	Target string `json:"target"`          // what it refers to, as /proc/self/fd shows it
+	Flags  int    `json:"flags,omitempty"` // open flags, as /proc/PID/fdinfo shows them (O_CLOEXEC included)
 }
 
 // Succeeded reports whether the call succeeded (errno 0). For an exec line
@@ -124,11 +152,30 @@ func (e *Event) Validate() error {
 		if e.Via != ViaFork && e.Via != ViaVfork && e.Via != ViaClone {
 			bad("fork event with via %q, want fork, vfork or clone", e.Via)
 		}
+	case EventExit:
+		if e.Via != ViaExit {
+			bad("exit event with via %q, want %q", e.Via, ViaExit)
+		}
+		if e.Status == nil {
+			bad("exit event without a status")
+		}
 	default:
 		bad("unknown event %q", e.Event)
 	}
 	if !slices.Contains(Vias, e.Via) {
 		bad("unknown via %q", e.Via)
+	}
+	if e.Event != EventExit && e.Via == ViaExit {
+		bad("via %q on a %s event", e.Via, e.Event)
+	}
+	if e.Event != EventExit && e.Status != nil {
+		bad("status on a %s event", e.Event)
+	}
+	if e.Platform != "" && e.Platform != PlatformPreload && e.Platform != PlatformPtrace {
+		bad("unknown platform %q", e.Platform)
+	}
+	if e.Policy != "" && (!slices.Contains(Policies, e.Policy) || e.Errno == 0) {
+		bad("policy %q: want one of %v, on a failed call", e.Policy, Policies)
 	}
 	if e.PID <= 0 {
 		bad("pid %d is not positive", e.PID)
@@ -165,6 +212,9 @@ func (e *Event) Validate() error {
 	for i, f := range e.FDs {
 		if f.FD < 0 {
 			bad("fds[%d].fd %d is negative", i, f.FD)
+		}
+		if f.Flags < 0 {
+			bad("fds[%d].flags %d is negative", i, f.Flags)
 		}
 	}
 	if len(probs) > 0 {

@@ -92,6 +92,8 @@ func Summarize(evs []Event) *Summary {
 			s.Fallbacks[e.Fallback]++
 		}
 		switch e.Event {
+		case EventExit:
+			continue
 		case EventExec:
 			if e.Errno != 0 {
 				s.ExecFailures = append(s.ExecFailures, failure(e))
