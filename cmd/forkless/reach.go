@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 )
@@ -77,11 +78,28 @@ func elfBlocker(r io.ReaderAt) string {
 		return "is a Go program (Go creates processes with raw system calls)"
 	}
 	for _, p := range ef.Progs {
-		if p.Type == elf.PT_INTERP {
+		if p.Type != elf.PT_INTERP || p.Filesz > 4096 {
+			continue
+		}
+		buf := make([]byte, p.Filesz)
+		if _, err := p.ReadAt(buf, 0); err != nil {
 			return ""
 		}
+		interp := string(bytes.TrimRight(buf, "\x00"))
+		if !glibcLoader(interp) {
+			return fmt.Sprintf("uses the dynamic loader %s, not glibc's", interp)
+		}
+		return ""
 	}
 	return "is statically linked"
+}
+
+// glibcLoader reports whether interp names glibc's dynamic loader
+// (ld-linux-x86-64.so.2, ld-linux-aarch64.so.1, ld-linux.so.2, ld.so
+// of a glibc build tree).
+func glibcLoader(interp string) bool {
+	base := filepath.Base(interp)
+	return strings.HasPrefix(base, "ld-linux") || base == "ld.so" || strings.HasPrefix(base, "ld64.so")
 }
 
 // isGoBinary reports whether ef was built by the gc Go toolchain.

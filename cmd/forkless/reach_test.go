@@ -36,6 +36,7 @@ func TestPreloadBlockerRealFiles(t *testing.T) {
 	static := gcc(t, dir, "static", hello, "-static")
 	staticPIE := gcc(t, dir, "static-pie", hello, "-static-pie", "-fPIE")
 	dynamic := gcc(t, dir, "dynamic", hello)
+	musl := gcc(t, dir, "musl", hello, "-Wl,--dynamic-linker=/lib/ld-musl-x86_64.so.1")
 	object := gcc(t, dir, "object.o", hello, "-c")
 	self, err := os.Executable() // this test: a Go program
 	require.NoError(t, err)
@@ -57,6 +58,7 @@ func TestPreloadBlockerRealFiles(t *testing.T) {
 		{self, "is a Go program (Go creates processes with raw system calls)"},
 		{"/bin/true", ""},
 		{dynamic, ""},
+		{musl, "uses the dynamic loader /lib/ld-musl-x86_64.so.1, not glibc's"},
 		{object, ""},
 		{script, ""},
 		{staticScript, "is a script for " + tiny + ", which is statically linked"},
@@ -115,4 +117,12 @@ func TestSecureExec(t *testing.T) {
 	assert.Equal(t, "is set-user-ID", secureExec(p))
 	require.NoError(t, os.Chmod(p, 0o755|os.ModeSetgid))
 	assert.Equal(t, "is set-group-ID", secureExec(p))
+}
+
+func TestGlibcLoader(t *testing.T) {
+	assert.True(t, glibcLoader("/lib64/ld-linux-x86-64.so.2"))
+	assert.True(t, glibcLoader("/lib/ld-linux-aarch64.so.1"))
+	assert.True(t, glibcLoader("/opt/glibc/elf/ld.so"))
+	assert.False(t, glibcLoader("/lib/ld-musl-x86_64.so.1"))
+	assert.False(t, glibcLoader("/system/bin/linker64"))
 }
