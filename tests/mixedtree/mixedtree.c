@@ -1,7 +1,7 @@
 /* One level of a mixed process tree for the libos tests, built twice:
  * dynamically linked (preload platform) and static (ptrace platform).
  *
- *   mixed LABEL DENIED [spawn|fork|vfork CHILD-ARGV...]
+ *   mixedtree LABEL DENIED [spawn|fork|vfork CHILD-ARGV...]
  *
  * It prints the descriptors it inherited, tries to posix_spawn DENIED (which
  * the tests' policy forbids), opens /dev/null as descriptor 5 without
@@ -56,7 +56,7 @@ static void list_fds(const char *label)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: mixed LABEL DENIED [spawn|fork|vfork CHILD-ARGV...]\n");
+		fprintf(stderr, "usage: mixedtree LABEL DENIED [spawn|fork|vfork CHILD-ARGV...]\n");
 		return 2;
 	}
 	const char *label = argv[1];
@@ -96,7 +96,7 @@ int main(int argc, char **argv)
 		if (pid < 0)
 			return 114;
 	} else {
-		fprintf(stderr, "mixed: unknown way %s\n", how);
+		fprintf(stderr, "mixedtree: unknown way %s\n", how);
 		return 2;
 	}
 	int status;
