@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -292,4 +293,24 @@ func TestSummaryCountsVforkFallbacks(t *testing.T) {
 
 	_, errs = Decode(strings.NewReader(`{"v":1,"ts_ns":1,"pid":10,"ppid":1,"tid":10,"event":"fork","via":"fork","errno":0,"child":11,"fallback":"exit"}` + "\n"))
 	require.NotEmpty(t, errs, "fallback only on via vfork")
+}
+
+func TestTreeShowsPlatformAndExit(t *testing.T) {
+	st := func(n int) *int { return &n }
+	evs := []Event{
+		{V: 1, TsNs: 1, PID: 10, PPID: 1, TID: 10, Event: EventSpawn, Via: ViaPosixSpawn, Child: 11, Path: "/bin/static"},
+		{V: 1, TsNs: 2, PID: 11, PPID: 10, TID: 11, Event: EventFork, Via: ViaFork, Child: 12, Platform: PlatformPtrace},
+		{V: 1, TsNs: 3, PID: 12, PPID: 11, TID: 12, Event: EventExit, Via: ViaExit, Status: st(3 << 8), Platform: PlatformPtrace},
+		{V: 1, TsNs: 4, PID: 11, PPID: 10, TID: 11, Event: EventExit, Via: ViaExit, Status: st(int(syscall.SIGSEGV) | 0x80), Platform: PlatformPtrace},
+	}
+	for i := range evs {
+		require.NoError(t, evs[i].Validate())
+	}
+	var b strings.Builder
+	require.NoError(t, WriteTree(&b, Tree(evs)))
+	assert.Equal(t, "10 (program not in the trace)\n"+
+		"  11 [posix_spawn] /bin/static (ptrace) killed by SIGSEGV (core dumped)\n"+
+		"    12 [fork] /bin/static (ptrace) exit 3\n", b.String())
+	s := Summarize(evs)
+	assert.Equal(t, 2, s.CreatedTotal, "exit lines create nothing")
 }

@@ -5,7 +5,10 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"syscall"
 	"unicode"
+
+	"golang.org/x/sys/unix"
 )
 
 // Program is one program a process ran.
@@ -25,7 +28,12 @@ type Node struct {
 	// (a spawn's path; for a fork, the parent's program at the fork), then
 	// each successful exec. Empty when the trace does not say.
 	Programs []Program `json:"programs,omitempty"`
-	Children []*Node   `json:"children,omitempty"`
+	// Platform is PlatformPtrace when the libos host traced the process
+	// (some line of its own says so); empty otherwise.
+	Platform string `json:"platform,omitempty"`
+	// Status is the wait status of its exit line, when the trace has one.
+	Status   *int    `json:"status,omitempty"`
+	Children []*Node `json:"children,omitempty"`
 }
 
 // Tree builds the process tree of a trace: every process that wrote an
@@ -77,6 +85,13 @@ func newTreeBuilder(evs []Event) *treeBuilder {
 	for i := range evs {
 		e := &evs[i]
 		p := get(e.PID)
+		if e.Platform == PlatformPtrace {
+			p.node.Platform = PlatformPtrace // the host writes only the lines of traced processes
+		}
+		if e.Event == EventExit {
+			p.node.Status = e.Status
+			continue
+		}
 		if e.Event == EventExec && e.Errno == 0 && !b.failed[i] {
 			p.execs = append(p.execs, i)
 		}
@@ -186,9 +201,11 @@ func (b *treeBuilder) programAt(p *proc, i int) *Program {
 //
 //	4000 (program not in the trace)
 //	  4001 [posix_spawnp] /bin/sh -c 'cc -c a.c' => /usr/bin/cc -c a.c
+//	    4003 [vfork] /usr/bin/static-tool (ptrace) exit 1
 //
 // The bracket names how the process was created; "=>" separates the
-// programs it ran (see Node.Programs).
+// programs it ran (see Node.Programs); "(ptrace)" marks a process the
+// host traced, and the end shows how it ended when the trace says.
 func WriteTree(w io.Writer, roots []*Node) error {
 	var sb strings.Builder
 	var walk func(n *Node, depth int)
@@ -207,6 +224,13 @@ func WriteTree(w io.Writer, roots []*Node) error {
 			}
 			sb.WriteByte(' ')
 			sb.WriteString(p.String())
+		}
+		if n.Platform == PlatformPtrace {
+			sb.WriteString(" (ptrace)")
+		}
+		if n.Status != nil {
+			sb.WriteByte(' ')
+			sb.WriteString(StatusString(*n.Status))
 		}
 		sb.WriteByte('\n')
 		for _, c := range n.Children {
@@ -268,4 +292,28 @@ func quote(s string) string {
 	default:
 		return strconv.Quote(s)
 	}
+}
+
+// StatusString describes a wait status: "exit 3", "killed by SIGKILL",
+// "killed by SIGSEGV (core dumped)".
+func StatusString(status int) string {
+	ws := syscall.WaitStatus(status)
+	switch {
+	case ws.Exited():
+		return "exit " + strconv.Itoa(ws.ExitStatus())
+	case ws.Signaled():
+		s := "killed by " + signalName(ws.Signal())
+		if ws.CoreDump() {
+			s += " (core dumped)"
+		}
+		return s
+	}
+	return fmt.Sprintf("status %#x", status)
+}
+
+func signalName(sig syscall.Signal) string {
+	if name := unix.SignalName(sig); name != "" {
+		return name
+	}
+	return "signal " + strconv.Itoa(int(sig))
 }
