@@ -325,8 +325,14 @@ static int child_main(void *p)
 	uint64_t mask = (at->flags & FL_SETSIGMASK) ? at->sigmask : a->oldmask;
 	fl_sys4(SYS_rt_sigprocmask, SIG_SETMASK, &mask, 0, 8);
 
-	/* 8. exec */
+	/* 8. exec: the policy and adoption first (the host's) */
 	int searched = (req->flags & FL_SEARCH) && !__builtin_strchr(req->path, '/');
+	r = fl_exec_prepare(req->path, searched, a->search, AT_FDCWD, FL_PREP_POLICY | FL_PREP_ADOPT);
+	if (r < 0) {
+		if (req->denied)
+			*req->denied = 1;
+		goto fail;
+	}
 	if (searched)
 		r = child_search(a);
 	else

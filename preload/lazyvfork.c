@@ -1949,11 +1949,33 @@ static inline long lz_errno(long r)
 		return lz_errno(r_);                     \
 	} while (0)
 
+/* The host connection (host.c) is the library's: a close of its number
+ * fails with EBADF as if it were not open, dup2/dup3 onto it move it
+ * first, close_range skips it. Only outside child mode (a lazy child's
+ * actions are for the new program, which never has it). */
+static int host_skip_range(unsigned lo, unsigned hi, int flags)
+{
+	int h = fl_hfd;
+	if (h < 0 || (unsigned)h < lo || (unsigned)h > hi || !fl_host_owns(h))
+		return 1;
+	long r = 0;
+	if ((unsigned)h > lo)
+		r = fl_sys3(SYS_close_range, lo, (unsigned)h - 1, flags);
+	if (r == 0 && (unsigned)h < hi)
+		r = fl_sys3(SYS_close_range, (unsigned)h + 1, hi, flags);
+	return (int)lz_errno(r) < 0 ? -1 : 0;
+}
+
 EXPORT int close(int fd)
 {
 	struct lz *st = lz_active();
-	if (__builtin_expect(!st, 1))
+	if (__builtin_expect(!st, 1)) {
+		if (fl_host_owns(fd)) {
+			errno = EBADF;
+			return -1;
+		}
 		return __close(fd);
+	}
 	LZ_CALL(st, lz_close(st, fd), __close(fd));
 }
 
@@ -1968,16 +1990,27 @@ EXPORT int dup(int fd)
 EXPORT int dup2(int fd, int fd2)
 {
 	struct lz *st = lz_active();
-	if (__builtin_expect(!st, 1))
+	if (__builtin_expect(!st, 1)) {
+		if (fl_host_owns(fd2)) {
+			if (fd == fd2) { /* dup2 onto itself checks fd only */
+				errno = EBADF;
+				return -1;
+			}
+			fl_host_vacate(fd2);
+		}
 		return __dup2(fd, fd2);
+	}
 	LZ_CALL(st, lz_dup3(st, (unsigned)fd, (unsigned)fd2, 0, 1), __dup2(fd, fd2));
 }
 
 EXPORT int dup3(int fd, int fd2, int flags)
 {
 	struct lz *st = lz_active();
-	if (__builtin_expect(!st, 1))
+	if (__builtin_expect(!st, 1)) {
+		if (fd != fd2 && fl_host_owns(fd2))
+			fl_host_vacate(fd2);
 		return (int)lz_errno(fl_sys3(SYS_dup3, fd, fd2, flags));
+	}
 	LZ_CALL(st, lz_dup3(st, (unsigned)fd, (unsigned)fd2, flags, 0),
 		(int)lz_errno(fl_sys3(SYS_dup3, fd, fd2, flags)));
 }
@@ -1985,8 +2018,14 @@ EXPORT int dup3(int fd, int fd2, int flags)
 EXPORT int close_range(unsigned lo, unsigned hi, int flags)
 {
 	struct lz *st = lz_active();
-	if (__builtin_expect(!st, 1))
+	if (__builtin_expect(!st, 1)) {
+		if (lo <= hi && !(flags & ~CLOSE_RANGE_CLOEXEC)) {
+			int r = host_skip_range(lo, hi, flags);
+			if (r <= 0)
+				return r;
+		}
 		return (int)lz_errno(fl_sys3(SYS_close_range, lo, hi, flags));
+	}
 	LZ_CALL(st, lz_close_range(st, lo, hi, (unsigned)flags),
 		(int)lz_errno(fl_sys3(SYS_close_range, lo, hi, flags)));
 }
