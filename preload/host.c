@@ -414,8 +414,9 @@ dynamic:
 		for (long off = 0; off + 12 <= got;) {
 			const Elf64_Nhdr *nh = (const Elf64_Nhdr *)(notes + off);
 			long name = off + 12, desc = name + (long)((nh->n_namesz + 3) & ~3u);
-			if (nh->n_namesz == 3 && name + 3 <= got && notes[name] == 'G' && notes[name + 1] == 'o' &&
-			    notes[name + 2] == 0 && nh->n_type == 4)
+			/* Go's linker writes the name "Go" padded: namesz 4. */
+			if ((nh->n_namesz == 3 || nh->n_namesz == 4) && name + 3 <= got && notes[name] == 'G' &&
+			    notes[name + 1] == 'o' && notes[name + 2] == 0 && nh->n_type == 4)
 				return 1; /* Go */
 			off = desc + (long)((nh->n_descsz + 3) & ~3u);
 		}
