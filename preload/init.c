@@ -8,8 +8,10 @@
 #include <limits.h>
 #include <sys/syscall.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "forkless.h"
@@ -82,8 +84,8 @@ static int parse_patterns(const char *v, const char **tab, int max)
 	return n;
 }
 
-/* traced_by reports whether this process is traced by pid (TracerPid in
- * /proc/self/status): then it is on the ptrace platform. */
+/* traced_by reports whether this process is traced by process pid
+ * (TracerPid in /proc/self/status): then it is on the ptrace platform. */
 static int traced_by(int pid)
 {
 	int fd = (int)fl_sys4(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC, 0);
@@ -98,7 +100,17 @@ static int traced_by(int pid)
 	const char *p = strstr(buf, "\nTracerPid:");
 	if (!p)
 		return 0;
-	return atoi(p + 11) == pid;
+	/* TracerPid is the tracing thread's id: the host's, or one of its
+	 * threads (the ptrace platform traces from a locked thread). */
+	int tracer = atoi(p + 11);
+	if (tracer <= 0)
+		return 0;
+	if (tracer == pid)
+		return 1;
+	char task[64];
+	snprintf(task, sizeof task, "/proc/%d/task/%d", pid, tracer);
+	struct stat st;
+	return fl_sys2(SYS_stat, task, &st) == 0;
 }
 
 static int cmp_int(const void *x, const void *y)

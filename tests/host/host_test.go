@@ -13,9 +13,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -444,4 +446,50 @@ func TestMatcherAgreesWithGo(t *testing.T) {
 		assert.Equal(t, want, f[0], "C matcher vs libos.MatchExec: %q vs %q", p.pat, p.prog)
 	}
 	assert.Greater(t, compared, 500)
+}
+
+// A process traced by the host (TracerPid = FORKLESS_HOST_PID) is on the
+// ptrace platform: the library reports nothing there. This test process
+// is the host and traces the program (PTRACE_TRACEME at its exec, as Go's
+// SysProcAttr.Ptrace does), passing every stop on.
+func TestInertWhenTraced(t *testing.T) {
+	e := setup(t, libos.Policy{ExecDeny: []string{"true"}})
+	runtime.LockOSThread() // ptrace requests come from the tracing thread
+	defer runtime.UnlockOSThread()
+	cmd := exec.Command(e.prog, "spawn")
+	cmd.Env = append(append(os.Environ(), e.h.Env()...), "LD_PRELOAD="+e.pre)
+	outFile, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	require.NoError(t, err)
+	defer outFile.Close()
+	cmd.Stdout = outFile // a file: this test reaps the program itself
+	cmd.SysProcAttr = &syscall.SysProcAttr{Ptrace: true}
+	require.NoError(t, cmd.Start())
+	pid := cmd.Process.Pid
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(pid, &ws, 0, nil)
+		require.NoError(t, err)
+		if ws.Exited() || ws.Signaled() {
+			break
+		}
+		sig := 0
+		if ws.Stopped() && ws.StopSignal() != syscall.SIGTRAP {
+			sig = int(ws.StopSignal())
+		}
+		require.NoError(t, syscall.PtraceCont(pid, sig))
+	}
+	outb, err := os.ReadFile(outFile.Name())
+	require.NoError(t, err)
+	out := string(outb)
+	require.True(t, ws.Exited(), "%v", ws)
+	require.Zero(t, ws.ExitStatus(), "output: %s", out)
+	// The deny list did not apply (the tracer enforces), and the spawn
+	// of /bin/true worked.
+	assert.Equal(t, []int{0}, outInt(t, out, "spawn"))
+	// Lines would have been sent before the exit; give the server a
+	// moment to handle any.
+	assert.Never(t, func() bool { return len(e.out.events(t)) > 0 }, 300*time.Millisecond, 10*time.Millisecond,
+		"nothing reported by the traced process: %v", e.out.events(t))
+	// Its untraced children (fork) are not on the ptrace platform: they
+	// report. (Nothing to check here: they only _exit.)
 }
