@@ -1949,10 +1949,12 @@ static inline long lz_errno(long r)
 		return lz_errno(r_);                     \
 	} while (0)
 
-/* The host connection (host.c) is the library's: a close of its number
- * fails with EBADF as if it were not open, dup2/dup3 onto it move it
- * first, close_range skips it. Only outside child mode (a lazy child's
- * actions are for the new program, which never has it). */
+/* The host connection (host.c) is the library's: close, dup, dup2 and
+ * dup3 of its number fail with EBADF as if it were not open, dup2/dup3
+ * onto it move it first, close_range skips it. Only outside child mode (a
+ * lazy child's actions are for the new program, which never has it).
+ * Raw system calls (glibc's closefrom, fcntl) are not seen: the library
+ * notices the number is no longer its socket and reconnects. */
 static int host_skip_range(unsigned lo, unsigned hi, int flags)
 {
 	int h = fl_hfd;
@@ -1982,8 +1984,13 @@ EXPORT int close(int fd)
 EXPORT int dup(int fd)
 {
 	struct lz *st = lz_active();
-	if (__builtin_expect(!st, 1))
+	if (__builtin_expect(!st, 1)) {
+		if (fl_host_owns(fd)) {
+			errno = EBADF;
+			return -1;
+		}
 		return (int)lz_errno(fl_sys1(SYS_dup, fd));
+	}
 	LZ_CALL(st, lz_dupfd(st, (unsigned)fd, 0, 0, 0), (int)lz_errno(fl_sys1(SYS_dup, fd)));
 }
 
@@ -1991,13 +1998,12 @@ EXPORT int dup2(int fd, int fd2)
 {
 	struct lz *st = lz_active();
 	if (__builtin_expect(!st, 1)) {
-		if (fl_host_owns(fd2)) {
-			if (fd == fd2) { /* dup2 onto itself checks fd only */
-				errno = EBADF;
-				return -1;
-			}
-			fl_host_vacate(fd2);
+		if (fl_host_owns(fd)) { /* as if it were not open */
+			errno = EBADF;
+			return -1;
 		}
+		if (fl_host_owns(fd2))
+			fl_host_vacate(fd2);
 		return __dup2(fd, fd2);
 	}
 	LZ_CALL(st, lz_dup3(st, (unsigned)fd, (unsigned)fd2, 0, 1), __dup2(fd, fd2));
@@ -2007,6 +2013,10 @@ EXPORT int dup3(int fd, int fd2, int flags)
 {
 	struct lz *st = lz_active();
 	if (__builtin_expect(!st, 1)) {
+		if (fl_host_owns(fd)) {
+			errno = EBADF;
+			return -1;
+		}
 		if (fd != fd2 && fl_host_owns(fd2))
 			fl_host_vacate(fd2);
 		return (int)lz_errno(fl_sys3(SYS_dup3, fd, fd2, flags));
