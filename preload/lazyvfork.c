@@ -1639,7 +1639,19 @@ int fl_lazy_exec(int kind, const char *path, char *const argv[], char *const env
 			req.strict_closed = &closed;
 	}
 	pid_t pid = 0;
-	int rc = fl_spawn(&pid, 0, &req);
+	/* The host's process limit: refused, the vfork itself fails with
+	 * EAGAIN, as if no child could be made. */
+	int admitted = fl_admit(), rc;
+	if (admitted == 0) {
+		rc = EAGAIN, clone_failed = 1;
+		struct fl_trace_rec r = {
+			.event = FL_EV_FORK, .via = FL_VIA_VFORK, .err = EAGAIN,
+			.dur_ns = fl_now_ns() - st->t0, .policy = FL_POL_MAX_PROCS,
+		};
+		fl_trace(&r);
+	} else {
+		rc = fl_spawn(&pid, 0, &req);
+	}
 	if (rc == 0) {
 		if (tracing) {
 			lz_emit_attempts(st, pid);
@@ -1650,8 +1662,12 @@ int fl_lazy_exec(int kind, const char *path, char *const argv[], char *const env
 			};
 			fl_trace(&r);
 		}
+		if (admitted == 1)
+			fl_settle();
 		lz_finish(st, pid, "spawn");
 	}
+	if (admitted == 1)
+		fl_settle();
 	if (clone_failed) {
 		/* No process could be made: the vfork fails. */
 		st->reason = "clone", st->reason_nr = -1;

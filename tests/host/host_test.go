@@ -317,12 +317,13 @@ func TestMaxProcs(t *testing.T) {
 	// The root and 3 children fill the limit: 7 forks and the spawn are
 	// refused with EAGAIN; once the children are reaped there is room.
 	assert.Equal(t, []int{3, 7, 11}, got)
+	assert.Equal(t, []int{11}, outInt(t, out, "vfork"), "lazy vfork's spawn is limited too")
 	assert.Equal(t, []int{0}, outInt(t, out, "after"))
 	evs := e.wait(t, "the spawn after", func(ev trace.Event) bool {
 		return ev.Event == trace.EventSpawn && ev.Errno == 0 && ev.Path == "/bin/true"
 	})
 	refused := find(evs, func(ev trace.Event) bool { return ev.Policy == trace.PolicyMaxProcs })
-	assert.Len(t, refused, 8)
+	assert.Len(t, refused, 9)
 	for _, ev := range refused {
 		assert.Equal(t, 11, ev.Errno)
 	}

@@ -207,6 +207,16 @@ int main(int argc, char **argv)
 		pid_t pid;
 		int rc = posix_spawn(&pid, "/bin/true", 0, 0, a, environ);
 		printf("maxprocs %d %d %d\n", made, again, rc);
+		/* A vfork that execs (lazy vfork: a spawn) fails at the vfork. */
+		pid_t v = vfork();
+		if (v == 0) {
+			execv("/bin/true", a);
+			_exit(127);
+		}
+		int verr = v < 0 ? errno : 0;
+		if (v > 0)
+			waitpid(v, 0, 0);
+		printf("vfork %d\n", verr);
 		close(pfd[1]);
 		for (int i = 0; i < made; i++)
 			waitpid(kids[i], 0, 0);
