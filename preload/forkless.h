@@ -258,11 +258,11 @@ FL_HIDDEN void fl_host_vacate(int fd);
  * settle). */
 FL_HIDDEN int fl_admit(void);
 FL_HIDDEN void fl_settle(void);
-/* fl_adopt asks the host to move this process onto the ptrace platform
- * before it execs path, which the library cannot reach (static or Go).
- * On a yes it installs the host's seccomp filter. Raw system calls only:
- * usable in every child. */
-FL_HIDDEN void fl_adopt_if_needed(const char *prog);
+/* fl_adopt_request asks the host to move this process onto the ptrace
+ * platform before it execs a program the library cannot reach (static or
+ * Go); on a yes it installs the host's seccomp filter. Raw system calls
+ * only: usable in every child. */
+FL_HIDDEN void fl_adopt_request(void);
 /* fl_match is fnmatch(pat, s, FNM_PATHNAME | FNM_NOESCAPE) (match.c). */
 FL_HIDDEN int fl_match(const char *pat, const char *s);
 /* fl_exec_prepare is the common step before an exec: it finds the
@@ -270,10 +270,12 @@ FL_HIDDEN int fl_match(const char *pat, const char *s);
  * "" with dirfd >= 0: that descriptor's file; search: through list, a
  * PATH value, or this process's PATH when list is NULL), returns -EACCES
  * when the exec policy denies it, and otherwise asks for adoption when
- * the program is static or Go (fl_adopt_if_needed). 0: go on. Raw system
- * calls and stack buffers only (~20 KiB): usable in every child. */
+ * the program is static or Go (fl_adopt_request), or with FL_PREP_DEFER
+ * returns 1 to say the exec needs it. 0: go on. Raw system calls and
+ * stack buffers only (~12 KiB): usable in every child. */
 #define FL_PREP_POLICY 1 /* check the exec policy */
 #define FL_PREP_ADOPT 2  /* ask for adoption when needed */
+#define FL_PREP_DEFER 4  /* only say whether adoption is needed */
 FL_HIDDEN int fl_exec_prepare(const char *path, int search, const char *list, int dirfd, int what);
 
 /* ---- init, stickiness, vfork, fork helpers (init.c, trace.c, fork.c) ---- */

@@ -462,9 +462,9 @@ static int unreachable(const char *path)
 
 #define FILTER_MAX 1024 /* instructions the reply may carry */
 
-void fl_adopt_if_needed(const char *prog)
+void fl_adopt_request(void)
 {
-	if (!fl_hosted() || !prog || !unreachable(prog))
+	if (!fl_hosted())
 		return;
 	long fd = host_connect(); /* our own: the reply is ours alone */
 	if (fd < 0)
@@ -506,7 +506,10 @@ int fl_exec_prepare(const char *path, int search, const char *list, int dirfd, i
 		return 0;
 	if ((what & FL_PREP_POLICY) && denied_path(prog))
 		return -EACCES;
-	if (what & FL_PREP_ADOPT)
-		fl_adopt_if_needed(prog);
+	if ((what & FL_PREP_ADOPT) && unreachable(prog)) {
+		if (what & FL_PREP_DEFER)
+			return 1;
+		fl_adopt_request();
+	}
 	return 0;
 }
