@@ -378,6 +378,26 @@ func TestAdoption(t *testing.T) {
 	}
 }
 
+// A vfork child's exec asks too, with the pid of the process that execs:
+// the real child (FORKLESS_VFORK=real) or lazy vfork's spawned child.
+func TestAdoptionVfork(t *testing.T) {
+	for _, mode := range []string{"real", "lazy"} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == "real" {
+				t.Setenv("FORKLESS_VFORK", "real")
+			}
+			e := setup(t, libos.Policy{})
+			a := &fakeAdopter{}
+			e.h.SetAdopter(a)
+			tiny := testbin.MustBuild(t, testbin.Tiny)
+			out, _ := e.run(t, "", "vforkexec", tiny)
+			got := outInt(t, out, "vforked")
+			assert.Equal(t, 0, got[1], "tiny ran and exited 0")
+			assert.Equal(t, []int{got[0]}, a.got())
+		})
+	}
+}
+
 func TestAdoptionGoProgram(t *testing.T) {
 	e := setup(t, libos.Policy{})
 	a := &fakeAdopter{}

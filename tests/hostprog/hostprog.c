@@ -231,6 +231,17 @@ int main(int argc, char **argv)
 		printf("exec errno %d\n", errno);
 		return 1;
 	}
+	if (!strcmp(mode, "vforkexec")) { /* vfork, exec argv[2] in the child */
+		pid_t p = vfork();
+		if (p == 0) {
+			execv(argv[2], argv + 2);
+			_exit(127);
+		}
+		int st = -1;
+		waitpid(p, &st, 0);
+		printf("vforked %d %d\n", p, st);
+		return 0;
+	}
 	if (!strcmp(mode, "exec")) { /* exec argv[2] with argv[3..] */
 		execv(argv[2], argv + 2);
 		printf("exec errno %d\n", errno);
