@@ -18,6 +18,7 @@ import (
 	"github.com/forkless/forkless/internal/trace"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // TestMain dispatches to the guard (the test binary is the guard's
@@ -400,3 +401,45 @@ func testLifetime(t *testing.T, mode string) {
 
 func TestLifetimeCgroup(t *testing.T)   { testLifetime(t, "cgroup") }
 func TestLifetimeNoCgroup(t *testing.T) { testLifetime(t, "nocgroup") }
+
+// Close ends what is left of the tree: with a cgroup, even a process the
+// host never heard of (a daemon in its own session); without one, the
+// processes it watches.
+func TestCloseEndsTheTree(t *testing.T) {
+	for _, withCgroup := range []bool{true, false} {
+		t.Run(map[bool]string{true: "cgroup", false: "pidfds"}[withCgroup], func(t *testing.T) {
+			if withCgroup && os.Geteuid() != 0 {
+				t.Skip("the cgroup needs root")
+			}
+			h, err := NewHost(Config{NoGuard: true, NoCgroup: !withCgroup, Dir: t.TempDir()})
+			require.NoError(t, err)
+			if withCgroup {
+				require.GreaterOrEqual(t, h.CgroupFD(), 0, "a cgroup was made")
+			}
+			cmd := exec.Command("sh", "-c", `setsid sleep 300 & echo $!; exec sleep 300`)
+			out, err := cmd.StdoutPipe()
+			require.NoError(t, err)
+			if fd := h.CgroupFD(); fd >= 0 {
+				cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+			}
+			require.NoError(t, cmd.Start())
+			h.Root(cmd.Process.Pid, "/bin/sh", cmd.Args, "")
+			sc := bufio.NewScanner(out)
+			require.True(t, sc.Scan())
+			daemon, err := strconv.Atoi(sc.Text())
+			require.NoError(t, err)
+			require.True(t, alive(daemon))
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+
+			require.NoError(t, h.Close())
+			<-done // the root was killed
+			assert.False(t, alive(cmd.Process.Pid))
+			if withCgroup {
+				assert.Eventually(t, func() bool { return !alive(daemon) }, 20*time.Second, 10*time.Millisecond, "the daemon survived")
+			} else {
+				unix.Kill(daemon, unix.SIGKILL) // unknown to the host: not its to end
+			}
+		})
+	}
+}
