@@ -92,7 +92,7 @@ static long host_get(int *temp)
 {
 	*temp = 0;
 	int pid = (int)fl_sys0(SYS_getpid);
-	int fd = __atomic_load_n(&fl_hfd, __ATOMIC_ACQUIRE);
+	int fd = __atomic_load_n(&fl_hfd, __ATOMIC_ACQUIRE); /* -2: being connected */
 	/* Another process sharing our memory (a vfork child, the engine's
 	 * CLONE_VM child) or a fork the library did not see: never change
 	 * the state, use the inherited copy only in a vfork child. */
@@ -118,14 +118,17 @@ static long host_get(int *temp)
 		*temp = 1;
 		return nfd;
 	}
-	unsigned long ino = inode_of(nfd);
+	/* Publish it: claim the slot (-1 -> -2: connecting), set its
+	 * identity, then the number. A thread that finds the slot claimed
+	 * or taken uses its connection once. */
 	int expect = -1;
-	__atomic_store_n(&hino, ino, __ATOMIC_RELAXED);
-	__atomic_store_n(&howner, pid, __ATOMIC_RELAXED);
-	if (!__atomic_compare_exchange_n(&fl_hfd, &expect, (int)nfd, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-		/* Another thread connected first: use ours once. */
+	if (!__atomic_compare_exchange_n(&fl_hfd, &expect, -2, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
 		*temp = 1;
+		return nfd;
 	}
+	__atomic_store_n(&hino, inode_of(nfd), __ATOMIC_RELAXED);
+	__atomic_store_n(&howner, pid, __ATOMIC_RELAXED);
+	__atomic_store_n(&fl_hfd, (int)nfd, __ATOMIC_RELEASE);
 	return nfd;
 }
 
@@ -173,7 +176,7 @@ int fl_host_fd(void)
 
 void fl_host_after_fork(void)
 {
-	int fd = fl_hfd;
+	int fd = fl_hfd; /* -2 (another thread was connecting): nothing here */
 	if (fd >= 0 && inode_of(fd) == hino)
 		fl_sys1(SYS_close, fd);
 	fl_hfd = -1;
@@ -286,10 +289,8 @@ static const char *absolute(int dirfd, const char *path, char *out, size_t size)
 			out[r] = 0;
 		}
 		n = slen(out);
-		if (n > 1 && !cat(out, &n, size, "/", 1))
+		if (n > 1 && !cat(out, &n, size, "/", 1)) /* the root ends with '/' */
 			return 0;
-		if (n == 1)
-			n = 1; /* "/" */
 	}
 	while (path[0] == '.' && path[1] == '/')
 		path += 2;

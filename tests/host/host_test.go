@@ -28,7 +28,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var hostProg = testbin.Program{Dir: "hostprog", Out: "forkless-hostprog"}
+var hostProg = testbin.Program{Dir: "hostprog", Out: "forkless-hostprog", Flags: []string{"-pthread"}}
 
 type syncBuf struct {
 	mu sync.Mutex
@@ -216,6 +216,27 @@ func TestEventsAndExitStatuses(t *testing.T) {
 	assert.Equal(t, trace.ViaFork, byPID[forked[0]].Via)
 	require.NotNil(t, byPID[forked[0]].Status)
 	assert.Equal(t, 3<<8, *byPID[forked[0]].Status)
+	assert.Zero(t, e.h.BadLines())
+}
+
+// Threads racing to connect: every line arrives, on one connection or
+// another, and none is garbled.
+func TestThreads(t *testing.T) {
+	e := setup(t, libos.Policy{})
+	out, root := e.run(t, "", "threads")
+	assert.NotContains(t, out, "failed")
+	spawnsAndExits := func(evs []trace.Event) (int, int) {
+		s := find(evs, func(ev trace.Event) bool { return ev.Event == trace.EventSpawn && ev.PID == root })
+		x := find(evs, func(ev trace.Event) bool { return ev.Event == trace.EventExit && ev.PPID == root })
+		return len(s), len(x)
+	}
+	assert.Eventually(t, func() bool {
+		s, x := spawnsAndExits(e.out.events(t))
+		return s == 160 && x == 160
+	}, 20*time.Second, 10*time.Millisecond)
+	s, x := spawnsAndExits(e.out.events(t))
+	assert.Equal(t, 160, s)
+	assert.Equal(t, 160, x)
 	assert.Zero(t, e.h.BadLines())
 }
 

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,10 +47,28 @@ static int listfds(void)
 	return 0;
 }
 
+static void *spawner(void *arg)
+{
+	(void)arg;
+	char *a[] = {"true", 0};
+	for (int i = 0; i < 20; i++)
+		if (spawn_wait("/bin/true", a) != 0)
+			printf("failed\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
 	char *true_argv[] = {"true", 0};
+	if (!strcmp(mode, "threads")) { /* 8 threads connect and spawn at once */
+		pthread_t t[8];
+		for (int i = 0; i < 8; i++)
+			pthread_create(&t[i], 0, spawner, 0);
+		for (int i = 0; i < 8; i++)
+			pthread_join(t[i], 0);
+		return 0;
+	}
 	if (!strcmp(mode, "listfds"))
 		return listfds();
 	if (!strcmp(mode, "exit")) /* exit with argv[2] */
