@@ -87,7 +87,7 @@ ASAN_RT = $(shell readlink -f $$($(CC) -print-file-name=libasan.so))
 test-asan: all lib/libforkless-asan.so
 	FORKLESS_TEST_LIB="$(ASAN_RT):$(abspath lib/libforkless-asan.so)" \
 	FORKLESS_TEST_ASAN=1 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		$(GO) test -count=1 ./tests/difftest/ ./tests/preload/ ./tests/gramine/ ./tests/cstress/ ./tests/lazyvfork/
+		$(GO) test -count=1 ./tests/difftest/ ./tests/preload/ ./tests/gramine/ ./tests/cstress/ ./tests/lazyvfork/ ./tests/host/
 
 bench: all
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./spawn/

@@ -38,6 +38,7 @@ struct child_args {
 	uint64_t oldmask;      /* the caller's mask, restored in the child */
 	int clear_sighand;     /* the kernel reset the handlers */
 	const char *search;    /* PATH for FL_SEARCH */
+	int adopt;             /* ask the host for adoption before the exec */
 	const int *keep;       /* strict: sorted descriptors to keep */
 	int nkeep;
 	int argc;
@@ -325,8 +326,10 @@ static int child_main(void *p)
 	uint64_t mask = (at->flags & FL_SETSIGMASK) ? at->sigmask : a->oldmask;
 	fl_sys4(SYS_rt_sigprocmask, SIG_SETMASK, &mask, 0, 8);
 
-	/* 8. exec */
+	/* 8. exec: adoption first, when the parent found it needed */
 	int searched = (req->flags & FL_SEARCH) && !__builtin_strchr(req->path, '/');
+	if (a->adopt)
+		fl_adopt_request();
 	if (searched)
 		r = child_search(a);
 	else
@@ -403,6 +406,19 @@ int fl_spawn(pid_t *pid, int *pidfd, const struct fl_spawn *req)
 		a.search = getenv("PATH");
 		if (!a.search)
 			a.search = DEFAULT_PATH;
+	}
+
+	/* The host's exec policy and the check for adoption (static or Go
+	 * programs), here before the clone: the child only asks. */
+	if (__builtin_expect(fl_cfg.nallow || fl_cfg.ndeny || fl_hosted(), 0)) {
+		int r = fl_exec_prepare(req->path, a.search != 0, a.search, AT_FDCWD,
+					FL_PREP_POLICY | FL_PREP_ADOPT | FL_PREP_DEFER);
+		if (r < 0) {
+			if (req->denied)
+				*req->denied = 1;
+			return -r;
+		}
+		a.adopt = r == 1;
 	}
 
 	/* Strict policy: the kept set, sorted, built here where allocation

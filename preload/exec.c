@@ -143,7 +143,7 @@ static const char *fd_path(int fd, char *buf, size_t size)
 
 /* Out of line: its buffers cost stack only when tracing. */
 __attribute__((noinline)) static void trace_exec(const struct call *c, int vchild, int err,
-						 int strict_closed)
+						 int strict_closed, enum fl_policy policy)
 {
 	struct fl_fdlist fds;
 	char target[512];
@@ -157,6 +157,7 @@ __attribute__((noinline)) static void trace_exec(const struct call *c, int vchil
 		.argv = c->argv,
 		.err = err,
 		.strict_closed = strict_closed,
+		.policy = policy,
 	};
 	if (err == 0) {
 		/* Before the exec: what the new program will inherit. */
@@ -198,11 +199,33 @@ static int real_exec(const struct call *c, char *const *envp)
 	return -1;
 }
 
+/* prepare runs fl_exec_prepare for c. */
+static int prepare(const struct call *c, int what)
+{
+	const char *path = c->path;
+	int dirfd = AT_FDCWD;
+	if (c->kind == K_FEXECVE)
+		path = "", dirfd = c->fd;
+	else if (c->kind == K_EXECVEAT) {
+		dirfd = c->fd;
+		if (path && !*path && !(c->flags & AT_EMPTY_PATH))
+			return 0; /* ENOENT from the kernel */
+	}
+	return fl_exec_prepare(path, c->kind == K_EXECVPE, 0, dirfd, what);
+}
+
 static int do_exec(const struct call *c)
 {
 	fl_ensure_init();
 	if (fl_cfg.disabled)
 		return real_exec(c, c->envp);
+	if (__builtin_expect(fl_cfg.nallow || fl_cfg.ndeny, 0) && prepare(c, FL_PREP_POLICY) < 0) {
+		/* The host's exec policy: EACCES, as the kernel would say. */
+		if (fl_tracing())
+			trace_exec(c, fl_vfork_child() != 0, EACCES, 0, FL_POL_EXEC_DENY);
+		errno = EACCES;
+		return -1;
+	}
 	if (fl_lazy_child()) {
 		/* Lazy vfork: the exec becomes a spawn, unless it made us a
 		 * real vfork child, which goes on below. */
@@ -227,14 +250,16 @@ static int do_exec(const struct call *c)
 	int closed = strict ? st.n : 0;
 
 	if (fl_tracing())
-		trace_exec(c, vchild, 0, closed);
+		trace_exec(c, vchild, 0, closed, FL_POL_NONE);
+	if (fl_hosted())
+		prepare(c, FL_PREP_ADOPT); /* last, right before the exec */
 	int r = real_exec(c, envp);
 	/* Only reached when the exec failed: undo, report, keep errno. */
 	int err = errno;
 	if (strict)
 		strict_undo(&st);
 	if (fl_tracing())
-		trace_exec(c, vchild, err, closed);
+		trace_exec(c, vchild, err, closed, FL_POL_NONE);
 	errno = err;
 	return r;
 }

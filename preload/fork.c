@@ -62,7 +62,8 @@ void fl_vfork_forget(void) { vrec.pid = 0; }
 
 /* ---- fork ---- */
 
-static void trace_fork(pid_t pid, int err, int threads, uint64_t t0)
+static void trace_fork(pid_t pid, int err, int threads, uint64_t t0, const struct fl_fdlist *fds,
+		       enum fl_policy policy)
 {
 	struct fl_trace_rec r = {
 		.event = FL_EV_FORK,
@@ -71,8 +72,26 @@ static void trace_fork(pid_t pid, int err, int threads, uint64_t t0)
 		.dur_ns = fl_now_ns() - t0,
 		.err = err,
 		.threads = threads,
+		.fds = pid > 0 ? fds : 0,
+		.policy = policy,
 	};
 	fl_trace(&r);
+}
+
+/* fork_prepare asks the host for room (-1: no limit) and, with a host,
+ * lists the descriptors the child will hold. 0: refused (EAGAIN). */
+static int fork_prepare(struct fl_fdlist *fds, int threads, uint64_t t0)
+{
+	fds->n = 0, fds->truncated = 0;
+	if (!fl_hosted())
+		return -1;
+	int admitted = fl_admit();
+	if (admitted == 0) {
+		trace_fork(-1, EAGAIN, threads, t0, 0, FL_POL_MAX_PROCS);
+		return 0;
+	}
+	fl_list_all_fds(fds);
+	return admitted;
 }
 
 EXPORT pid_t fork(void)
@@ -89,6 +108,12 @@ EXPORT pid_t fork(void)
 	int tracing = fl_tracing();
 	int threads = tracing ? fl_count_threads() : 0;
 	uint64_t t0 = tracing ? fl_now_ns() : 0;
+	struct fl_fdlist fds;
+	int admitted = fork_prepare(&fds, threads, t0);
+	if (admitted == 0) {
+		errno = EAGAIN;
+		return -1;
+	}
 	/* Held across glibc's fork (atfork handlers included): the child
 	 * never sees the popen table or the trace state half-updated. */
 	fl_lock();
@@ -101,7 +126,9 @@ EXPORT pid_t fork(void)
 	int err = pid < 0 ? errno : 0;
 	fl_unlock();
 	if (tracing)
-		trace_fork(pid, err, threads, t0);
+		trace_fork(pid, err, threads, t0, &fds, FL_POL_NONE);
+	if (admitted == 1)
+		fl_settle();
 	if (pid < 0)
 		errno = err;
 	return pid;
@@ -123,6 +150,12 @@ EXPORT pid_t _Fork(void)
 	int tracing = fl_tracing();
 	int threads = tracing ? fl_count_threads() : 0;
 	uint64_t t0 = tracing ? fl_now_ns() : 0;
+	struct fl_fdlist fds;
+	int admitted = fork_prepare(&fds, threads, t0);
+	if (admitted == 0) {
+		errno = EAGAIN;
+		return -1;
+	}
 	pid_t pid = fl_real._Fork();
 	if (pid == 0) {
 		/* Another thread may have held the lock: it does not exist
@@ -133,7 +166,9 @@ EXPORT pid_t _Fork(void)
 	}
 	int err = pid < 0 ? errno : 0;
 	if (tracing)
-		trace_fork(pid, err, threads, t0);
+		trace_fork(pid, err, threads, t0, &fds, FL_POL_NONE);
+	if (admitted == 1)
+		fl_settle();
 	if (pid < 0)
 		errno = err;
 	return pid;

@@ -13,6 +13,8 @@
 #include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/wait.h>
+struct rusage;
 
 #define FL_HIDDEN __attribute__((visibility("hidden")))
 
@@ -78,6 +80,7 @@ struct fl_attr {
 #define FL_FDLIST_MAX 64
 struct fl_fd {
 	int fd;
+	int flags; /* open flags from /proc/self/fdinfo (host mode), -1 unknown */
 	char target[120];
 };
 struct fl_fdlist {
@@ -102,6 +105,7 @@ struct fl_spawn {
 	struct fl_fdlist *fdlist; /* non-NULL: the child lists its fds before exec */
 	int *strict_closed;       /* non-NULL: how many fds strict mode closed */
 	int *clone_failed;        /* non-NULL: set to 1 when no child was made */
+	int *denied;              /* non-NULL: set to 1 when the exec policy refused the program */
 };
 
 /* fl_spawn creates a process as posix_spawn does. It returns 0 and sets
@@ -133,6 +137,13 @@ struct fl_config {
 	char trace_path[512];
 	int real_vfork;    /* FORKLESS_VFORK=real: vfork is glibc's (traced), not lazy */
 	char lib_path[1024]; /* this library, absolute (stickiness); "" if unknown */
+	/* The libos host (host.c): reports go over its socket, not to
+	 * trace_path; host_path[0] == 0 means no host. */
+	char host_path[108];
+	int host_pid;      /* FORKLESS_HOST_PID */
+	int max_procs;     /* FORKLESS_MAX_PROCS: ask the host before creating a process */
+	int nallow, ndeny; /* FORKLESS_EXEC_ALLOW / FORKLESS_EXEC_DENY patterns */
+	const char *allow[64], *deny[64];
 };
 FL_HIDDEN extern struct fl_config fl_cfg;
 
@@ -162,6 +173,8 @@ struct fl_real {
 	int (*system)(const char *);
 	void *(*popen)(const char *, const char *);
 	int (*pclose)(void *);
+	pid_t (*wait4)(pid_t, int *, int, struct rusage *);
+	int (*waitid)(idtype_t, id_t, siginfo_t *, int);
 };
 FL_HIDDEN extern struct fl_real fl_real;
 
@@ -169,7 +182,7 @@ FL_HIDDEN extern struct fl_real fl_real;
 /* ---- trace (trace.c) ---- */
 
 /* Events and entry points, as written in the trace (docs/trace.md). */
-enum fl_event { FL_EV_SPAWN, FL_EV_EXEC, FL_EV_FORK };
+enum fl_event { FL_EV_SPAWN, FL_EV_EXEC, FL_EV_FORK, FL_EV_EXIT };
 enum fl_via {
 	FL_VIA_POSIX_SPAWN,
 	FL_VIA_POSIX_SPAWNP,
@@ -179,7 +192,9 @@ enum fl_via {
 	FL_VIA_EXEC,
 	FL_VIA_VFORK,
 	FL_VIA_FORK,
+	FL_VIA_EXIT,
 };
+enum fl_policy { FL_POL_NONE, FL_POL_EXEC_DENY, FL_POL_MAX_PROCS };
 
 struct fl_trace_rec {
 	enum fl_event event;
@@ -193,19 +208,75 @@ struct fl_trace_rec {
 	int threads;       /* fork: threads in the process at the fork; 0 otherwise */
 	int strict_closed; /* strict mode: descriptors kept from the child */
 	const char *fallback; /* lazy vfork: why a real child was made */
+	enum fl_policy policy; /* the host's policy made the call fail */
+	int status;        /* exit: the wait status of child (the process that ended) */
 };
 
 /* fl_trace appends one JSON line with a single write. Async-signal-safe:
  * no allocation, no lock; usable from a vfork child. */
 FL_HIDDEN void fl_trace(const struct fl_trace_rec *r);
-static inline int fl_tracing(void) { return __builtin_expect(fl_cfg.trace_fd >= 0, 0); }
+static inline int fl_tracing(void)
+{
+	return __builtin_expect(fl_cfg.trace_fd >= 0 || fl_cfg.host_path[0] != 0, 0);
+}
+static inline int fl_hosted(void) { return __builtin_expect(fl_cfg.host_path[0] != 0, 0); }
 FL_HIDDEN uint64_t fl_now_ns(void);
 /* fl_each_inheritable_fd calls fn for each descriptor of this process
  * that survives exec (no FD_CLOEXEC), except the trace's; dirfd and name
  * let fn readlink it. Raw system calls only. -1 without /proc. */
 FL_HIDDEN int fl_each_inheritable_fd(void (*fn)(void *arg, int fd, int dirfd, const char *name), void *arg);
-/* fl_list_fds fills l with this process's descriptors that survive exec. */
+/* fl_list_fds fills l with this process's descriptors that survive exec
+ * (with their flags in host mode); fl_list_all_fds with all of them (the
+ * library's own excepted), for a fork. */
 FL_HIDDEN void fl_list_fds(struct fl_fdlist *l);
+FL_HIDDEN void fl_list_all_fds(struct fl_fdlist *l);
+
+/* ---- the libos host (host.c) and the policy (policy.c, match.c) ---- */
+
+/* fl_host_send sends one trace line to the host (connecting first when
+ * needed). Raw system calls only; silent when the host is gone. */
+FL_HIDDEN void fl_host_send(const char *buf, size_t n);
+/* fl_host_fd returns the connection's descriptor in this process, -1. */
+FL_HIDDEN int fl_host_fd(void);
+/* fl_host_owns reports whether fd is the host connection of this process:
+ * the program may not close it (close, close_range skip it; dup2 and dup3
+ * onto it move it first). One load when it is not. */
+FL_HIDDEN extern int fl_hfd;
+static inline int fl_host_owns(int fd)
+{
+	return __builtin_expect(fd >= 0 && fd == __atomic_load_n(&fl_hfd, __ATOMIC_RELAXED), 0) &&
+	       fl_host_fd() == fd;
+}
+/* fl_host_after_fork drops the inherited connection in a fork child. */
+FL_HIDDEN void fl_host_after_fork(void);
+/* fl_host_vacate moves the connection off descriptor fd (the program is
+ * about to dup onto it). */
+FL_HIDDEN void fl_host_vacate(int fd);
+/* fl_admit asks the host for room for one more process when
+ * FORKLESS_MAX_PROCS is set: 1 admitted (call fl_settle after), 0
+ * refused (fail with EAGAIN), -1 no limit or no answer (go on, no
+ * settle). */
+FL_HIDDEN int fl_admit(void);
+FL_HIDDEN void fl_settle(void);
+/* fl_adopt_request asks the host to move this process onto the ptrace
+ * platform before it execs a program the library cannot reach (static or
+ * Go); on a yes it installs the host's seccomp filter. Raw system calls
+ * only: usable in every child. */
+FL_HIDDEN void fl_adopt_request(void);
+/* fl_match is fnmatch(pat, s, FNM_PATHNAME | FNM_NOESCAPE) (match.c). */
+FL_HIDDEN int fl_match(const char *pat, const char *s);
+/* fl_exec_prepare is the common step before an exec: it finds the
+ * program (path relative to dirfd, AT_FDCWD for the working directory;
+ * "" with dirfd >= 0: that descriptor's file; search: through list, a
+ * PATH value, or this process's PATH when list is NULL), returns -EACCES
+ * when the exec policy denies it, and otherwise asks for adoption when
+ * the program is static or Go (fl_adopt_request), or with FL_PREP_DEFER
+ * returns 1 to say the exec needs it. 0: go on. Raw system calls and
+ * stack buffers only (~12 KiB): usable in every child. */
+#define FL_PREP_POLICY 1 /* check the exec policy */
+#define FL_PREP_ADOPT 2  /* ask for adoption when needed */
+#define FL_PREP_DEFER 4  /* only say whether adoption is needed */
+FL_HIDDEN int fl_exec_prepare(const char *path, int search, const char *list, int dirfd, int what);
 
 /* ---- init, stickiness, vfork, fork helpers (init.c, trace.c, fork.c) ---- */
 

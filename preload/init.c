@@ -8,8 +8,10 @@
 #include <limits.h>
 #include <sys/syscall.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "forkless.h"
@@ -32,12 +34,13 @@ void fl_after_fork_child(void)
 	static const pthread_mutex_t fresh = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 	memcpy(&lock, &fresh, sizeof lock);
 	fl_vfork_forget();
+	fl_host_after_fork();
 }
 
 /* ---- the FORKLESS_* variables, kept for stickiness ---- */
 
 #define MAX_VARS 16
-static char var_store[4096];
+static char var_store[24576];
 static char *vars[MAX_VARS]; /* "FORKLESS_X=value", in var_store */
 static int nvars;
 static size_t var_used;
@@ -55,6 +58,59 @@ static void keep_var(const char *name, const char *value)
 	memcpy(s + nl + 1, value, vl + 1);
 	var_used += nl + vl + 2;
 	vars[nvars++] = s;
+}
+
+/* Exec patterns: ':'-separated, each at most 255 bytes, in a table. */
+static char pat_store[16384];
+static size_t pat_used;
+
+static int parse_patterns(const char *v, const char **tab, int max)
+{
+	int n = 0;
+	while (*v && n < max) {
+		const char *end = strchr(v, ':');
+		size_t len = end ? (size_t)(end - v) : strlen(v);
+		if (len && len <= 255 && pat_used + len + 1 <= sizeof pat_store) {
+			char *d = pat_store + pat_used;
+			memcpy(d, v, len);
+			d[len] = 0;
+			pat_used += len + 1;
+			tab[n++] = d;
+		}
+		if (!end)
+			break;
+		v = end + 1;
+	}
+	return n;
+}
+
+/* traced_by reports whether this process is traced by process pid
+ * (TracerPid in /proc/self/status): then it is on the ptrace platform. */
+static int traced_by(int pid)
+{
+	int fd = (int)fl_sys4(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	char buf[2048];
+	long n = fl_sys3(SYS_read, fd, buf, sizeof buf - 1);
+	fl_sys1(SYS_close, fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	const char *p = strstr(buf, "\nTracerPid:");
+	if (!p)
+		return 0;
+	/* TracerPid is the tracing thread's id: the host's, or one of its
+	 * threads (the ptrace platform traces from a locked thread). */
+	int tracer = atoi(p + 11);
+	if (tracer <= 0)
+		return 0;
+	if (tracer == pid)
+		return 1;
+	char task[64];
+	snprintf(task, sizeof task, "/proc/%d/task/%d", pid, tracer);
+	struct stat st;
+	return fl_sys2(SYS_stat, task, &st) == 0;
 }
 
 static int cmp_int(const void *x, const void *y)
@@ -200,6 +256,8 @@ static void resolve_lookup(void)
 	RESOLVE(system);
 	RESOLVE(popen);
 	RESOLVE(pclose);
+	RESOLVE(wait4);
+	RESOLVE(waitid);
 	if (!fl_cfg.lib_path[0])
 		find_self();
 	errno = saved;
@@ -252,6 +310,7 @@ static void init_once(void)
 {
 	int saved = errno;
 	const char *disable = 0, *trace = 0, *fds = 0, *keep = 0, *vfork = 0;
+	const char *host = 0, *host_pid = 0, *allow = 0, *deny = 0, *max_procs = 0;
 	for (char **e = environ; e && *e; e++) {
 		const char *s = *e;
 		if (strncmp(s, "FORKLESS_", 9) != 0)
@@ -276,14 +335,43 @@ static void init_once(void)
 			keep = v;
 		else if (!strcmp(name, "FORKLESS_VFORK"))
 			vfork = v;
+		else if (!strcmp(name, "FORKLESS_HOST"))
+			host = v;
+		else if (!strcmp(name, "FORKLESS_HOST_PID"))
+			host_pid = v;
+		else if (!strcmp(name, "FORKLESS_EXEC_ALLOW"))
+			allow = v;
+		else if (!strcmp(name, "FORKLESS_EXEC_DENY"))
+			deny = v;
+		else if (!strcmp(name, "FORKLESS_MAX_PROCS"))
+			max_procs = v;
 		/* Only the library's own settings follow the children. */
 		if (!strcmp(name, "FORKLESS_DISABLE") || !strcmp(name, "FORKLESS_FDS") ||
-		    !strcmp(name, "FORKLESS_KEEP_FDS") || !strcmp(name, "FORKLESS_VFORK"))
+		    !strcmp(name, "FORKLESS_KEEP_FDS") || !strcmp(name, "FORKLESS_VFORK") ||
+		    !strcmp(name, "FORKLESS_HOST") || !strcmp(name, "FORKLESS_HOST_PID") ||
+		    !strcmp(name, "FORKLESS_EXEC_ALLOW") || !strcmp(name, "FORKLESS_EXEC_DENY") ||
+		    !strcmp(name, "FORKLESS_MAX_PROCS"))
 			keep_var(name, v);
 	}
 	resolve_direct();
 	fl_cfg.disabled = disable && !strcmp(disable, "1");
+	if (host_pid)
+		fl_cfg.host_pid = atoi(host_pid);
+	/* On the ptrace platform (traced by the host) the tracer reports and
+	 * enforces: the library stands aside entirely. */
+	if (!fl_cfg.disabled && fl_cfg.host_pid > 0 && traced_by(fl_cfg.host_pid))
+		fl_cfg.disabled = 1;
 	if (!fl_cfg.disabled) {
+		if (allow)
+			fl_cfg.nallow = parse_patterns(allow, fl_cfg.allow, 64);
+		if (deny)
+			fl_cfg.ndeny = parse_patterns(deny, fl_cfg.deny, 64);
+		if (max_procs)
+			fl_cfg.max_procs = atoi(max_procs);
+		if (host && host[0] && strlen(host) < sizeof fl_cfg.host_path) {
+			strcpy(fl_cfg.host_path, host);
+			trace = 0; /* reports go to the host */
+		}
 		fl_cfg.strict = fds && !strcmp(fds, "strict");
 		fl_cfg.real_vfork = vfork && !strcmp(vfork, "real");
 		if (keep)
@@ -299,6 +387,10 @@ static void init_once(void)
 		}
 	}
 	__atomic_store_n(&fl_initialized, 1, __ATOMIC_RELEASE);
+	/* Under a host the wait family reports: its real functions must not
+	 * need the loader later, in a signal handler. */
+	if (fl_cfg.host_path[0])
+		fl_ensure_real();
 	errno = saved;
 }
 

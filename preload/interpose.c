@@ -64,7 +64,13 @@ static int spawn_common(enum fl_via via, int flags, spawn_fn *realp, pid_t *pid,
 	}
 
 	pid_t child = 0;
-	int rc = fl_spawn(&child, 0, &req);
+	int denied = 0, rc;
+	req.denied = &denied;
+	int admitted = fl_admit(); /* the host's process limit */
+	if (admitted == 0)
+		rc = EAGAIN;
+	else
+		rc = fl_spawn(&child, 0, &req);
 	if (rc == 0 && pid)
 		*pid = child;
 
@@ -73,9 +79,12 @@ static int spawn_common(enum fl_via via, int flags, spawn_fn *realp, pid_t *pid,
 			.event = FL_EV_SPAWN, .via = via, .child = rc == 0 ? child : 0,
 			.path = path, .argv = argv, .fds = rc == 0 ? &fds : 0,
 			.dur_ns = fl_now_ns() - t0, .err = rc, .strict_closed = closed,
+			.policy = admitted == 0 ? FL_POL_MAX_PROCS : denied && rc ? FL_POL_EXEC_DENY : FL_POL_NONE,
 		};
 		fl_trace(&r);
 	}
+	if (admitted == 1)
+		fl_settle();
 	if (acts != buf)
 		free(acts);
 	return rc;

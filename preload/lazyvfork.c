@@ -1639,7 +1639,19 @@ int fl_lazy_exec(int kind, const char *path, char *const argv[], char *const env
 			req.strict_closed = &closed;
 	}
 	pid_t pid = 0;
-	int rc = fl_spawn(&pid, 0, &req);
+	/* The host's process limit: refused, the vfork itself fails with
+	 * EAGAIN, as if no child could be made. */
+	int admitted = fl_admit(), rc;
+	if (admitted == 0) {
+		rc = EAGAIN, clone_failed = 1;
+		struct fl_trace_rec r = {
+			.event = FL_EV_FORK, .via = FL_VIA_VFORK, .err = EAGAIN,
+			.dur_ns = fl_now_ns() - st->t0, .policy = FL_POL_MAX_PROCS,
+		};
+		fl_trace(&r);
+	} else {
+		rc = fl_spawn(&pid, 0, &req);
+	}
 	if (rc == 0) {
 		if (tracing) {
 			lz_emit_attempts(st, pid);
@@ -1650,8 +1662,12 @@ int fl_lazy_exec(int kind, const char *path, char *const argv[], char *const env
 			};
 			fl_trace(&r);
 		}
+		if (admitted == 1)
+			fl_settle();
 		lz_finish(st, pid, "spawn");
 	}
+	if (admitted == 1)
+		fl_settle();
 	if (clone_failed) {
 		/* No process could be made: the vfork fails. */
 		st->reason = "clone", st->reason_nr = -1;
@@ -1949,35 +1965,78 @@ static inline long lz_errno(long r)
 		return lz_errno(r_);                     \
 	} while (0)
 
+/* The host connection (host.c) is the library's: close, dup, dup2 and
+ * dup3 of its number fail with EBADF as if it were not open, dup2/dup3
+ * onto it move it first, close_range skips it. Only outside child mode (a
+ * lazy child's actions are for the new program, which never has it).
+ * Raw system calls (glibc's closefrom, fcntl) are not seen: the library
+ * notices the number is no longer its socket and reconnects. */
+static int host_skip_range(unsigned lo, unsigned hi, int flags)
+{
+	int h = fl_hfd;
+	if (h < 0 || (unsigned)h < lo || (unsigned)h > hi || !fl_host_owns(h))
+		return 1;
+	long r = 0;
+	if ((unsigned)h > lo)
+		r = fl_sys3(SYS_close_range, lo, (unsigned)h - 1, flags);
+	if (r == 0 && (unsigned)h < hi)
+		r = fl_sys3(SYS_close_range, (unsigned)h + 1, hi, flags);
+	return (int)lz_errno(r) < 0 ? -1 : 0;
+}
+
 EXPORT int close(int fd)
 {
 	struct lz *st = lz_active();
-	if (__builtin_expect(!st, 1))
+	if (__builtin_expect(!st, 1)) {
+		if (fl_host_owns(fd)) {
+			errno = EBADF;
+			return -1;
+		}
 		return __close(fd);
+	}
 	LZ_CALL(st, lz_close(st, fd), __close(fd));
 }
 
 EXPORT int dup(int fd)
 {
 	struct lz *st = lz_active();
-	if (__builtin_expect(!st, 1))
+	if (__builtin_expect(!st, 1)) {
+		if (fl_host_owns(fd)) {
+			errno = EBADF;
+			return -1;
+		}
 		return (int)lz_errno(fl_sys1(SYS_dup, fd));
+	}
 	LZ_CALL(st, lz_dupfd(st, (unsigned)fd, 0, 0, 0), (int)lz_errno(fl_sys1(SYS_dup, fd)));
 }
 
 EXPORT int dup2(int fd, int fd2)
 {
 	struct lz *st = lz_active();
-	if (__builtin_expect(!st, 1))
+	if (__builtin_expect(!st, 1)) {
+		if (fl_host_owns(fd)) { /* as if it were not open */
+			errno = EBADF;
+			return -1;
+		}
+		if (fl_host_owns(fd2))
+			fl_host_vacate(fd2);
 		return __dup2(fd, fd2);
+	}
 	LZ_CALL(st, lz_dup3(st, (unsigned)fd, (unsigned)fd2, 0, 1), __dup2(fd, fd2));
 }
 
 EXPORT int dup3(int fd, int fd2, int flags)
 {
 	struct lz *st = lz_active();
-	if (__builtin_expect(!st, 1))
+	if (__builtin_expect(!st, 1)) {
+		if (fl_host_owns(fd)) {
+			errno = EBADF;
+			return -1;
+		}
+		if (fd != fd2 && fl_host_owns(fd2))
+			fl_host_vacate(fd2);
 		return (int)lz_errno(fl_sys3(SYS_dup3, fd, fd2, flags));
+	}
 	LZ_CALL(st, lz_dup3(st, (unsigned)fd, (unsigned)fd2, flags, 0),
 		(int)lz_errno(fl_sys3(SYS_dup3, fd, fd2, flags)));
 }
@@ -1985,8 +2044,14 @@ EXPORT int dup3(int fd, int fd2, int flags)
 EXPORT int close_range(unsigned lo, unsigned hi, int flags)
 {
 	struct lz *st = lz_active();
-	if (__builtin_expect(!st, 1))
+	if (__builtin_expect(!st, 1)) {
+		if (lo <= hi && !(flags & ~CLOSE_RANGE_CLOEXEC)) {
+			int r = host_skip_range(lo, hi, flags);
+			if (r <= 0)
+				return r;
+		}
 		return (int)lz_errno(fl_sys3(SYS_close_range, lo, hi, flags));
+	}
 	LZ_CALL(st, lz_close_range(st, lo, hi, (unsigned)flags),
 		(int)lz_errno(fl_sys3(SYS_close_range, lo, hi, flags)));
 }

@@ -48,13 +48,16 @@ static int spawn_sh(enum fl_via via, pid_t *pid, char *const argv[], const struc
 		return fl_spawn(pid, 0, &req);
 
 	struct fl_fdlist fds = {0};
-	int closed = 0;
+	int closed = 0, denied = 0;
 	req.fdlist = &fds;
+	req.denied = &denied;
 	if (fl_cfg.strict)
 		req.strict_closed = &closed;
 	uint64_t t0 = fl_now_ns();
-	int rc = fl_spawn(pid, 0, &req);
+	int admitted = fl_admit(); /* the host's process limit */
+	int rc = admitted == 0 ? EAGAIN : fl_spawn(pid, 0, &req);
 	struct fl_trace_rec r = {
+		.policy = admitted == 0 ? FL_POL_MAX_PROCS : denied && rc ? FL_POL_EXEC_DENY : FL_POL_NONE,
 		.event = FL_EV_SPAWN,
 		.via = via,
 		.child = rc == 0 ? *pid : 0,
@@ -66,6 +69,8 @@ static int spawn_sh(enum fl_via via, pid_t *pid, char *const argv[], const struc
 		.strict_closed = closed,
 	};
 	fl_trace(&r);
+	if (admitted == 1)
+		fl_settle();
 	return rc;
 }
 
@@ -235,7 +240,7 @@ EXPORT FILE *popen(const char *command, const char *mode)
 	struct fl_action stack_acts[STACK_ACTIONS], *acts = stack_acts;
 	char *argv[] = {(char *)"sh", (char *)"-c", (char *)command, 0};
 	pid_t pid = 0;
-	int ok = 0;
+	int ok = 0, err = ENOMEM;
 
 	fl_lock();
 	if (nhandles == caphandles) {
@@ -256,7 +261,10 @@ EXPORT FILE *popen(const char *command, const char *mode)
 	for (int i = 0; i < nhandles; i++)
 		if (handles[i].fd != child_fd)
 			acts[n++] = (struct fl_action){.tag = FL_CLOSE, .fd = handles[i].fd};
-	if (spawn_sh(FL_VIA_POPEN, &pid, argv, acts, n, 0) == 0) {
+	int rc = spawn_sh(FL_VIA_POPEN, &pid, argv, acts, n, 0);
+	if (rc == EAGAIN || rc == EACCES)
+		err = rc; /* the host's policy: said as it is */
+	if (rc == 0) {
 		if (!cloexec)
 			fcntl(fds[parent_end], F_SETFD, 0);
 		handles[nhandles++] = (struct handle){fp, pid, fds[parent_end]};
@@ -269,7 +277,7 @@ out:
 	close(fds[child_end]);
 	if (!ok) {
 		fclose(fp);
-		errno = ENOMEM;
+		errno = err;
 		return 0;
 	}
 	return fp;

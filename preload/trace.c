@@ -79,6 +79,10 @@ static void write_all(long fd, const char *buf, size_t n)
 
 static void emit(const char *buf, size_t n)
 {
+	if (fl_hosted()) {
+		fl_host_send(buf, n);
+		return;
+	}
 	long fd = __atomic_load_n(&fl_cfg.trace_fd, __ATOMIC_ACQUIRE);
 	if (fd < 0)
 		return;
@@ -244,9 +248,10 @@ static int putstr(struct jw *w, const char *s, size_t max)
 
 /* ---- events ---- */
 
-static const char *const event_names[] = {"spawn", "exec", "fork"};
-static const char *const via_names[] = {"posix_spawn", "posix_spawnp", "pidfd_spawn", "system",
-					"popen",       "exec",         "vfork",       "fork"};
+static const char *const event_names[] = {"spawn", "exec", "fork", "exit"};
+static const char *const via_names[] = {"posix_spawn", "posix_spawnp", "pidfd_spawn", "system", "popen",
+					"exec",        "vfork",        "fork",        "exit"};
+static const char *const policy_names[] = {"", "exec-deny", "max-procs"};
 
 #define LINE_MAX_BYTES 8192
 #define ARGV_MAX 32
@@ -288,6 +293,12 @@ void fl_trace(const struct fl_trace_rec *r)
 			pid = v->pid, tid = v->tid ? v->tid : v->pid, ppid = v->ppid;
 		}
 	}
+	if (r->event == FL_EV_EXIT) {
+		/* The reaper reports for the process that ended. */
+		ppid = pid;
+		pid = r->child;
+		child = 0;
+	}
 	puts_(&w, "{\"v\":1,\"ts_ns\":");
 	putu(&w, realtime_ns());
 	puts_(&w, ",\"pid\":");
@@ -297,16 +308,25 @@ void fl_trace(const struct fl_trace_rec *r)
 	puts_(&w, ",\"tid\":");
 	puti(&w, tid);
 	puts_(&w, ",\"event\":\"");
-	puts_(&w, (unsigned)r->event < 3 ? event_names[r->event] : "spawn");
+	puts_(&w, (unsigned)r->event < 4 ? event_names[r->event] : "spawn");
 	puts_(&w, "\",\"via\":\"");
-	puts_(&w, (unsigned)r->via < 8 ? via_names[r->via] : "exec");
+	puts_(&w, (unsigned)r->via < 9 ? via_names[r->via] : "exec");
 	puts_(&w, "\",\"errno\":");
 	puti(&w, r->err);
 	if (child > 0) {
 		puts_(&w, ",\"child\":");
 		puti(&w, child);
 	}
-	if (r->event != FL_EV_EXEC || r->dur_ns) {
+	if (r->event == FL_EV_EXIT) {
+		puts_(&w, ",\"status\":");
+		puti(&w, r->status);
+	}
+	if ((unsigned)r->policy < 3 && r->policy != FL_POL_NONE) {
+		puts_(&w, ",\"policy\":\"");
+		puts_(&w, policy_names[r->policy]);
+		puts_(&w, "\"");
+	}
+	if ((r->event == FL_EV_SPAWN || r->event == FL_EV_FORK) || r->dur_ns) {
 		puts_(&w, ",\"dur_us\":");
 		putu(&w, r->dur_ns / 1000);
 	}
@@ -346,6 +366,10 @@ void fl_trace(const struct fl_trace_rec *r)
 			puts_(&w, ",\"target\":");
 			if (putstr(&w, r->fds->fds[i].target, sizeof r->fds->fds[i].target) != 0)
 				w.full = 1;
+			if (r->fds->fds[i].flags > 0) {
+				puts_(&w, ",\"flags\":");
+				puti(&w, r->fds->fds[i].flags);
+			}
 			put(&w, "}", 1);
 			if (w.full) {
 				w.n = mark, w.full = 0, cut = 1;
@@ -398,12 +422,12 @@ struct dirent64_k {
 	char d_name[];
 };
 
-int fl_each_inheritable_fd(void (*fn)(void *arg, int fd, int dirfd, const char *name), void *arg)
+static int each_fd(int all, void (*fn)(void *arg, int fd, int dirfd, const char *name), void *arg)
 {
 	long dfd = fl_sys4(SYS_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (dfd < 0)
 		return -1;
-	int tfd = fl_cfg.trace_fd;
+	int tfd = fl_cfg.trace_fd, hostfd = fl_host_fd();
 	char buf[2048] __attribute__((aligned(8)));
 	for (;;) {
 		long got = fl_sys3(SYS_getdents64, dfd, buf, sizeof buf);
@@ -418,16 +442,52 @@ int fl_each_inheritable_fd(void (*fn)(void *arg, int fd, int dirfd, const char *
 			long fd = 0;
 			for (; *s >= '0' && *s <= '9'; s++)
 				fd = fd * 10 + (*s - '0');
-			if (fd == dfd || fd == tfd)
+			if (fd == dfd || fd == tfd || fd == hostfd)
 				continue;
 			long fl = fl_sys2(SYS_fcntl, fd, F_GETFD);
-			if (fl < 0 || (fl & FD_CLOEXEC))
+			if (fl < 0 || (!all && (fl & FD_CLOEXEC)))
 				continue;
 			fn(arg, (int)fd, (int)dfd, d->d_name);
 		}
 	}
 	fl_sys1(SYS_close, dfd);
 	return 0;
+}
+
+int fl_each_inheritable_fd(void (*fn)(void *arg, int fd, int dirfd, const char *name), void *arg)
+{
+	return each_fd(0, fn, arg);
+}
+
+/* fd_flags reads the open flags of fd from /proc/self/fdinfo (octal). */
+static int fd_flags(const char *name)
+{
+	char path[40] = "/proc/self/fdinfo/";
+	int n = 18;
+	for (int i = 0; name[i] && n < (int)sizeof path - 1; i++)
+		path[n++] = name[i];
+	path[n] = 0;
+	long fd = fl_sys4(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	char buf[256];
+	long got = fl_sys3(SYS_read, fd, buf, sizeof buf - 1);
+	fl_sys1(SYS_close, fd);
+	if (got <= 0)
+		return -1;
+	buf[got] = 0;
+	for (char *p = buf; *p; p++) {
+		if ((p == buf || p[-1] == '\n') && !__builtin_strncmp(p, "flags:", 6)) {
+			p += 6;
+			while (*p == ' ' || *p == '\t')
+				p++;
+			int v = 0;
+			while (*p >= '0' && *p <= '7')
+				v = v * 8 + (*p++ - '0');
+			return v;
+		}
+	}
+	return -1;
 }
 
 static void list_one(void *arg, int fd, int dirfd, const char *name)
@@ -441,13 +501,21 @@ static void list_one(void *arg, int fd, int dirfd, const char *name)
 	e->fd = fd;
 	long n = fl_sys4(SYS_readlinkat, dirfd, name, e->target, sizeof e->target - 1);
 	e->target[n > 0 ? n : 0] = 0;
+	e->flags = fl_hosted() ? fd_flags(name) : -1;
 }
 
 void fl_list_fds(struct fl_fdlist *l)
 {
 	l->n = 0;
 	l->truncated = 0;
-	fl_each_inheritable_fd(list_one, l);
+	each_fd(0, list_one, l);
+}
+
+void fl_list_all_fds(struct fl_fdlist *l)
+{
+	l->n = 0;
+	l->truncated = 0;
+	each_fd(1, list_one, l);
 }
 
 int fl_count_threads(void)

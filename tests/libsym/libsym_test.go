@@ -16,7 +16,8 @@ import (
 
 // want is the export table: name@version, @@ marking the default version.
 // close, close_range, dup*, sigaction, sigprocmask and pthread_sigmask are
-// lazy vfork's fast paths (libc's own outside a vfork child).
+// lazy vfork's fast paths (libc's own outside a vfork child); the wait
+// family reports exit statuses to the libos host.
 var want = []string{
 	"_Fork@@GLIBC_2.34",
 	"close@@GLIBC_2.2.5",
@@ -46,6 +47,11 @@ var want = []string{
 	"sigprocmask@@GLIBC_2.2.5",
 	"system@@GLIBC_2.2.5",
 	"vfork@@GLIBC_2.2.5",
+	"wait3@@GLIBC_2.2.5",
+	"wait4@@GLIBC_2.2.5",
+	"wait@@GLIBC_2.2.5",
+	"waitid@@GLIBC_2.2.5",
+	"waitpid@@GLIBC_2.2.5",
 }
 
 // exported lists the defined global symbols readelf shows.
