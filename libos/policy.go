@@ -148,6 +148,26 @@ func CheckPattern(pat string) error {
 	if _, err := path.Match(pat, ""); err != nil {
 		return fmt.Errorf("exec pattern %q: %v", pat, err)
 	}
+	// Classes where fnmatch and path.Match disagree: fnmatch never lets a
+	// class match '/' under FNM_PATHNAME, and reads a ']' right after '['
+	// as a member.
+	for i := 0; i < len(pat); i++ {
+		if pat[i] != '[' {
+			continue
+		}
+		end := strings.IndexByte(pat[i:], ']')
+		class := pat[i+1 : i+end]
+		if strings.HasPrefix(class, "!") || strings.HasPrefix(class, "^") {
+			class = class[1:]
+		}
+		switch {
+		case class == "":
+			return fmt.Errorf("exec pattern %q: an empty class, or one that starts with ']', is not supported", pat)
+		case strings.ContainsRune(class, '/'):
+			return fmt.Errorf("exec pattern %q: a class cannot hold '/'", pat)
+		}
+		i += end
+	}
 	return nil
 }
 
@@ -155,8 +175,9 @@ func CheckPattern(pat string) error {
 // the absolute path prog. A pattern with a '/' is matched against the
 // whole path, one without against its last element. '*' matches any run
 // of characters other than '/', '?' one such character, and [...] a class
-// ([!...] or [^...] negated, ranges with '-'): fnmatch(3) with
-// FNM_PATHNAME and FNM_NOESCAPE, which the library uses.
+// ([!...] or [^...] negated, ranges with '-'; never '/', which a negated
+// class does not match either): fnmatch(3) with FNM_PATHNAME and
+// FNM_NOESCAPE, which the library uses.
 func MatchExec(pat, prog string) bool {
 	name := prog
 	if !strings.Contains(pat, "/") {
@@ -165,5 +186,16 @@ func MatchExec(pat, prog string) bool {
 	// path.Match spells negation '^'; fnmatch accepts '!' as well.
 	pat = strings.ReplaceAll(pat, "[!", "[^")
 	ok, err := path.Match(pat, name)
+	if err != nil || !ok {
+		return false
+	}
+	// path.Match lets a negated class match '/'; fnmatch does not.
+	return !strings.Contains(pat, "[^") || matchNoSlashClass(pat, name)
+}
+
+// matchNoSlashClass matches like path.Match, with every negated class
+// also excluding '/'.
+func matchNoSlashClass(pat, name string) bool {
+	ok, err := path.Match(strings.ReplaceAll(pat, "[^", "[^/"), name)
 	return err == nil && ok
 }

@@ -24,6 +24,8 @@ func TestMatchExec(t *testing.T) {
 		{"[!bd]ash", "/bin/rash", true},
 		{"[^bd]ash", "/bin/rash", true},
 		{"[a-c]at", "/bin/cat", true},
+		{"/usr[!a]bin/x", "/usr/bin/x", false}, // a class never matches '/'
+		{"/usr/b[!a]n/x", "/usr/bin/x", true},
 	} {
 		assert.Equal(t, c.want, MatchExec(c.pat, c.prog), "%q vs %q", c.pat, c.prog)
 	}
@@ -52,6 +54,9 @@ func TestPolicyValidateAndEnv(t *testing.T) {
 		{ExecDeny: []string{"a:b"}},
 		{ExecDeny: []string{"[ab"}},
 		{ExecDeny: []string{`\*`}},
+		{ExecDeny: []string{"[]]x"}},
+		{ExecDeny: []string{"a[/]b"}},
+		{ExecDeny: []string{"a[!/]b"}},
 		{MaxProcs: -1},
 	} {
 		assert.Error(t, p.Validate(), "%+v", p)
