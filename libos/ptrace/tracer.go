@@ -281,7 +281,7 @@ func (t *Tracer) adopt(pid int) error {
 		return fmt.Errorf("ptrace: adopt %d: %w", pid, unix.ESRCH)
 	}
 	p := t.addProc(pid, ppid)
-	if err := t.seizeAll(p); err != nil {
+	if err := t.seizeAll(p, options); err != nil {
 		delete(t.procs, pid)
 		for tid := range p.threads {
 			delete(t.threads, tid)
@@ -311,7 +311,7 @@ func ptraceListen(tid int) error {
 // seizeAll seizes every thread of p until a pass over /proc/PID/task finds
 // no new one (threads that seized threads create are attached by the
 // kernel).
-func (t *Tracer) seizeAll(p *proc) error {
+func (t *Tracer) seizeAll(p *proc, opts uintptr) error {
 	seen := map[int]bool{}
 	for {
 		found := false
@@ -321,7 +321,7 @@ func (t *Tracer) seizeAll(p *proc) error {
 			}
 			seen[tid] = true
 			found = true
-			if err := seize(tid, options); err != nil && err != unix.ESRCH {
+			if err := seize(tid, opts); err != nil && err != unix.ESRCH {
 				if err != unix.EPERM || !t.tracedByUs(tid) {
 					if tid == p.pid {
 						return err
@@ -470,7 +470,7 @@ func (t *Tracer) startRoot(spec Spec, stub string) (int, error) {
 	}
 	t.openPidfd(pid)
 	p := t.addProc(pid, t.self)
-	if err := t.seizeAll(p); err != nil {
+	if err := t.seizeAll(p, options); err != nil {
 		unix.Kill(pid, unix.SIGKILL)
 		var ws unix.WaitStatus
 		unix.Wait4(pid, &ws, unix.WALL, nil)
@@ -717,6 +717,11 @@ func (t *Tracer) threadExit(th *thread, ws unix.WaitStatus) {
 	if th.tid != p.pid {
 		return
 	}
+	t.procEnded(p, ws)
+}
+
+// procEnded records the end of p and forgets it.
+func (t *Tracer) procEnded(p *proc, ws unix.WaitStatus) {
 	for tid := range p.threads {
 		delete(t.threads, tid)
 	}

@@ -17,6 +17,7 @@
  *   kill SIG               raise SIG with its default action
  *   stopcont               a child stops itself; check WIFSTOPPED, SIGCONT, WIFCONTINUED, exit 7
  *   waitsig                wait for SIGUSR1 (printed) then exit 0
+ *   waitfork PROG          print the pid, wait for SIGUSR1, then as forkexec
  *   ptrace                 PTRACE_TRACEME must fail with EPERM
  *   fds                    print the open descriptors, one per line
  *   keepfd FD PROG ARGS..  make FD (open on /dev/null) inheritable, exec PROG ARGS
@@ -322,6 +323,26 @@ int main(int argc, char **argv)
 		int sig;
 		sigwait(&set, &sig);
 		printf("waitsig: got %d\n", sig);
+		return 0;
+	}
+	if (!strcmp(mode, "waitfork") && argc == 3) {
+		sigset_t set;
+		sigemptyset(&set);
+		sigaddset(&set, SIGUSR1);
+		sigprocmask(SIG_BLOCK, &set, NULL);
+		printf("waitfork: %d ready\n", (int)getpid());
+		int sig;
+		sigwait(&set, &sig);
+		pid_t pid = fork();
+		if (pid < 0)
+			return fail(mode, "fork");
+		if (pid == 0) {
+			execl(argv[2], argv[2], (char *)NULL);
+			_exit(127);
+		}
+		if (!waitok(pid, 0))
+			return fail(mode, "status");
+		printf("waitfork: OK\n");
 		return 0;
 	}
 	if (!strcmp(mode, "ptrace")) {
