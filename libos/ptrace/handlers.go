@@ -165,19 +165,31 @@ func (t *Tracer) unfreeze(p *proc) {
 	}
 }
 
-// onNew handles PTRACE_EVENT_FORK, _VFORK and _CLONE in the creator.
+// onNew handles PTRACE_EVENT_FORK, _VFORK and _CLONE in the creator: the
+// creation succeeded. Resuming with PTRACE_CONT drops the syscall-exit
+// stop asked for at the entry, which only a failed creation reaches.
 func (t *Tracer) onNew(th *thread) {
 	msg, err := unix.PtraceGetEventMsg(th.tid)
 	if err != nil {
 		return
 	}
 	child := int(msg)
-	var regs unix.PtraceRegs
-	if err := unix.PtraceGetRegs(th.tid, &regs); err != nil {
-		return
-	}
-	flags, _ := cloneFlags(th.tid, &regs)
 	p := th.p
+	pd := th.pend
+	if pd != nil && pd.kind != kCreate {
+		pd = nil
+	}
+	var flags, nr uint64
+	if pd != nil {
+		flags = pd.flags
+	} else {
+		var regs unix.PtraceRegs
+		if err := unix.PtraceGetRegs(th.tid, &regs); err != nil {
+			return
+		}
+		flags, _ = cloneFlags(th.tid, &regs)
+		nr = regs.Orig_rax
+	}
 	if flags&unix.CLONE_THREAD != 0 {
 		t.addThread(p, child)
 		t.releaseNewborn(child)
@@ -190,19 +202,30 @@ func (t *Tracer) onNew(th *thread) {
 	}
 	c := t.addProc(child, ppid)
 	t.addThread(c, child)
-	if pd := th.pend; pd != nil && pd.kind == kCreate {
-		pd.child = child
-		if pd.vforkish {
-			c.vfork = pd
-		}
-	} else {
+	switch {
+	case pd == nil:
 		// A creation that did not pass the filter (an adopted process
 		// before it installed it): recorded without admission.
-		via, _ := classify(regs.Orig_rax, flags)
+		via, _ := classify(nr, flags)
 		t.record(trace.Event{PID: p.pid, PPID: p.ppid, TID: th.tid, Event: trace.EventFork, Via: via, Child: child})
+	case pd.vforkish:
+		// Recorded when the child execs (a spawn) or exits (a fork via
+		// vfork).
+		pd.child = child
+		c.vfork = pd
+		th.pend = nil
+	default:
+		th.pend = nil
+		t.record(trace.Event{PID: pd.parent, PPID: p.ppid, TID: pd.ptid, Event: trace.EventFork, Via: pd.via,
+			Child: child, DurUS: time.Since(pd.start).Microseconds(), Threads: pd.nthreads,
+			FDs: pd.fds, FDsTruncated: pd.fdsTrunc})
+		t.rep.Settle(pd.parent)
+		if f := p.freeze; f != nil && f.forker == th {
+			t.unfreeze(p) // the kernel has copied the table
+		}
 	}
 	t.releaseNewborn(child)
-	t.resume(th, 0)
+	unix.PtraceCont(th.tid, 0)
 }
 
 // releaseNewborn handles the first stop of a new thread that arrived

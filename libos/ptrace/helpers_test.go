@@ -36,16 +36,34 @@ func TestMain(m *testing.M) {
 // hostMain runs argv traced, with the test binary as the stub, and
 // prints nothing of its own: the tree's output goes to this process's
 // stdout.
+//
+// With -untraced first, the program runs as an untraced root (the host,
+// doorbell and reaping without tracing): a baseline for the overhead
+// figures in docs/performance.md.
 func hostMain(argv []string) int {
+	traced := true
+	if len(argv) > 0 && argv[0] == "-untraced" {
+		traced, argv = false, argv[1:]
+	}
+	if len(argv) == 0 {
+		fmt.Fprintln(os.Stderr, "usage: ptrace.test "+hostArg+" [-untraced] PROG [ARG...]")
+		return 2
+	}
 	rec := newRecorder()
 	tr := New(rec, libos.Policy{})
 	exe, _ := os.Executable()
-	ws, err := tr.Run(Spec{Path: argv[0], Argv: argv, Env: os.Environ(), Traced: true, Stub: exe,
+	ws, err := tr.Run(Spec{Path: argv[0], Argv: argv, Env: os.Environ(), Traced: traced, Stub: exe,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
 	tr.Close()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 125
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.invalid) > 0 {
+		fmt.Fprintln(os.Stderr, strings.Join(rec.invalid, "\n"))
+		return 124
 	}
 	return ws.ExitStatus()
 }

@@ -125,42 +125,62 @@ type fdInfo struct {
 func (f fdInfo) cloexec() bool { return f.flags&unix.O_CLOEXEC != 0 }
 
 // listFDs reads pid's descriptor table from /proc: targets and flags,
-// sorted by number.
+// sorted by number. It uses raw system calls: it runs at every exec and
+// fork, on the tracer thread, while the tracee waits.
 func listFDs(pid int) []fdInfo {
 	dir := "/proc/" + strconv.Itoa(pid)
-	d, err := os.Open(dir + "/fd")
+	fdDir, err := unix.Open(dir+"/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil
 	}
-	names, _ := d.Readdirnames(-1)
-	d.Close()
+	defer unix.Close(fdDir)
+	infoDir, err := unix.Open(dir+"/fdinfo", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(infoDir)
+	var names []string
+	buf := make([]byte, 4096)
+	for {
+		n, err := unix.Getdents(fdDir, buf)
+		if err != nil || n <= 0 {
+			break
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+	}
 	out := make([]fdInfo, 0, len(names))
-	for _, n := range names {
-		fd, err := strconv.Atoi(n)
+	link := make([]byte, 4096)
+	for _, name := range names {
+		fd, err := strconv.Atoi(name)
 		if err != nil {
 			continue
 		}
-		target, err := os.Readlink(dir + "/fd/" + n)
+		n, err := unix.Readlinkat(fdDir, name, link)
 		if err != nil {
 			continue // closed meanwhile
 		}
-		out = append(out, fdInfo{fd: fd, target: target, flags: fdFlags(dir + "/fdinfo/" + n)})
+		out = append(out, fdInfo{fd: fd, target: string(link[:n]), flags: fdFlags(infoDir, name, buf)})
 	}
 	slices.SortFunc(out, func(a, b fdInfo) int { return a.fd - b.fd })
 	return out
 }
 
 // fdFlags parses the "flags:" line (octal) of an fdinfo file.
-func fdFlags(path string) int {
-	b, err := os.ReadFile(path)
+func fdFlags(infoDir int, name string, buf []byte) int {
+	f, err := unix.Openat(infoDir, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0
 	}
-	for line := range strings.SplitSeq(string(b), "\n") {
+	n, _ := unix.Read(f, buf)
+	unix.Close(f)
+	if n <= 0 {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(buf[:n]), "\n") {
 		if v, ok := strings.CutPrefix(line, "flags:"); ok {
-			n, err := strconv.ParseInt(strings.TrimSpace(v), 8, 64)
-			if err == nil && n >= 0 {
-				return int(n)
+			flags, err := strconv.ParseInt(strings.TrimSpace(v), 8, 64)
+			if err == nil && flags >= 0 {
+				return int(flags)
 			}
 		}
 	}
