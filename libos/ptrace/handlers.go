@@ -347,6 +347,7 @@ func (t *Tracer) onExecEntry(th *thread, regs *unix.PtraceRegs) {
 		ev.Child = p.pid
 		ev.DurUS = time.Since(c.start).Microseconds()
 		pd.spawnFor = c
+		c.attempted = true
 	}
 	if !t.pol.ExecAllowed(abs) {
 		ev.Errno, ev.Policy = int(unix.EACCES), trace.PolicyExecDeny

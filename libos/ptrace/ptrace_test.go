@@ -69,6 +69,25 @@ func TestStaticCreation(t *testing.T) {
 			assert.Equal(t, tiny, sp[0].Path)
 			assert.Zero(t, sp[0].Errno)
 		}},
+		{[]string{"spawn", "/nonexistent/prog"}, func(t *testing.T, root int, evs []trace.Event) {
+			// The attempt, then its failure; no fork line for the child
+			// that never ran a program.
+			sp := find(evs, func(e trace.Event) bool { return e.PID == root && e.Event != trace.EventExit && e.Event != trace.EventExec })
+			require.Len(t, sp, 2, "%+v", sp)
+			assert.Equal(t, trace.EventSpawn, sp[0].Event)
+			assert.Equal(t, 0, sp[0].Errno)
+			assert.Equal(t, trace.EventSpawn, sp[1].Event)
+			assert.Equal(t, int(unix.ENOENT), sp[1].Errno)
+			assert.Equal(t, "/nonexistent/prog", sp[1].Path)
+			assert.Equal(t, sp[0].Child, sp[1].Child)
+		}},
+		{[]string{"forkexec", "/nonexistent/prog"}, func(t *testing.T, root int, evs []trace.Event) {
+			ex := find(evs, func(e trace.Event) bool { return e.Event == trace.EventExec && e.Path == "/nonexistent/prog" })
+			require.Len(t, ex, 2)
+			assert.Equal(t, 0, ex[0].Errno)
+			assert.NotEmpty(t, ex[0].FDs)
+			assert.Equal(t, int(unix.ENOENT), ex[1].Errno)
+		}},
 		{[]string{"system", "echo sys; exit 4"}, func(t *testing.T, root int, evs []trace.Event) {
 			sp := find(evs, func(e trace.Event) bool { return e.Event == trace.EventSpawn && e.PID == root })
 			require.Len(t, sp, 1)

@@ -124,15 +124,16 @@ type pending struct {
 	start time.Time
 
 	// kCreate
-	flags    uint64
-	via      string
-	vforkish bool // CLONE_VM|CLONE_VFORK: the child shares memory until it execs
-	parent   int  // creating process and thread
-	ptid     int
-	child    int
-	fds      []trace.FD // fork snapshot
-	fdsTrunc bool
-	nthreads int
+	flags     uint64
+	via       string
+	vforkish  bool // CLONE_VM|CLONE_VFORK: the child shares memory until it execs
+	attempted bool // the vfork-style child recorded an exec attempt
+	parent    int  // creating process and thread
+	ptid      int
+	child     int
+	fds       []trace.FD // fork snapshot
+	fdsTrunc  bool
+	nthreads  int
 
 	// kExec, kInject
 	ev       trace.Event // the attempt line
@@ -727,10 +728,13 @@ func (t *Tracer) procEnded(p *proc, ws unix.WaitStatus) {
 	}
 	delete(t.procs, p.pid)
 	if c := p.vfork; c != nil {
-		// A vfork-style child that never exec'd: a fork via vfork.
-		t.record(trace.Event{PID: c.parent, PPID: t.ppidOf(c.parent), TID: c.ptid,
-			Event: trace.EventFork, Via: trace.ViaVfork, Child: p.pid,
-			DurUS: time.Since(c.start).Microseconds()})
+		// A vfork-style child that never exec'd: a fork via vfork, unless
+		// its failed exec attempts (spawn failure lines) already told.
+		if !c.attempted {
+			t.record(trace.Event{PID: c.parent, PPID: t.ppidOf(c.parent), TID: c.ptid,
+				Event: trace.EventFork, Via: trace.ViaVfork, Child: p.pid,
+				DurUS: time.Since(c.start).Microseconds()})
+		}
 		p.vfork = nil
 		t.rep.Settle(c.parent)
 	}

@@ -12,7 +12,8 @@
  *   popen CMD              popen(CMD, "r"), print what it wrote
  *   spawnloop N PROG       posix_spawn + wait, N times
  *   forkloop N PROG        fork + exec + wait, N times
- *   syscalls N             N getppid calls and N 1-byte reads of /dev/zero
+ *   syscalls N [allow-all] N getppid calls and N 1-byte reads of /dev/zero;
+ *                          allow-all: under a seccomp filter allowing everything
  *   exit CODE              exit with CODE
  *   kill SIG               raise SIG with its default action
  *   stopcont               a child stops itself; check WIFSTOPPED, SIGCONT, WIFCONTINUED, exit 7
@@ -36,7 +37,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -275,8 +279,16 @@ int main(int argc, char **argv)
 		}
 		return 0;
 	}
-	if (!strcmp(mode, "syscalls") && argc == 3) {
+	if (!strcmp(mode, "syscalls") && (argc == 3 || (argc == 4 && !strcmp(argv[3], "allow-all")))) {
 		int n = atoi(argv[2]);
+		if (argc == 4) {
+			/* The cost of seccomp itself: a filter that allows everything. */
+			struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+			struct sock_fprog prog = {.len = 1, .filter = &allow};
+			if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+			    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+				return fail(mode, "seccomp");
+		}
 		int fd = open("/dev/zero", O_RDONLY);
 		char c;
 		long sum = 0;
