@@ -72,7 +72,9 @@ func TestStaticCreation(t *testing.T) {
 		{[]string{"spawn", "/nonexistent/prog"}, func(t *testing.T, root int, evs []trace.Event) {
 			// The attempt, then its failure; no fork line for the child
 			// that never ran a program.
-			sp := find(evs, func(e trace.Event) bool { return e.PID == root && e.Event != trace.EventExit && e.Event != trace.EventExec })
+			sp := find(evs, func(e trace.Event) bool {
+				return e.PID == root && e.Event != trace.EventExit && e.Event != trace.EventExec
+			})
 			require.Len(t, sp, 2, "%+v", sp)
 			assert.Equal(t, trace.EventSpawn, sp[0].Event)
 			assert.Equal(t, 0, sp[0].Errno)
