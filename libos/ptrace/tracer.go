@@ -413,6 +413,7 @@ func (t *Tracer) startDoorbell(stub string) error {
 	pid, err := syscall.ForkExec(stub, []string{stub, StubArg, stubDoorbell}, &syscall.ProcAttr{
 		Env:   []string{},
 		Files: []uintptr{null.Fd(), null.Fd(), null.Fd()},
+		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	})
 	if err != nil {
 		return err
@@ -445,7 +446,10 @@ func (t *Tracer) startRoot(spec Spec, stub string) (int, error) {
 		}
 		files = append(files, g.Fd())
 	}
-	attr := &syscall.ProcAttr{Dir: spec.Dir, Env: spec.Env, Files: files}
+	// Pdeathsig: an untraced root dies with the tracer thread as traced
+	// processes do through PTRACE_O_EXITKILL.
+	attr := &syscall.ProcAttr{Dir: spec.Dir, Env: spec.Env, Files: files,
+		Sys: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}}
 	if attr.Env == nil {
 		attr.Env = []string{}
 	}
