@@ -286,6 +286,7 @@ func (t *Tracer) onSyscallStop(th *thread) {
 	case kExec:
 		th.pend = nil
 		th.reexec = false
+		t.resend(th, pd)
 		if ret < 0 {
 			ev := pd.ev
 			ev.Errno = int(-ret)
@@ -460,6 +461,9 @@ func (t *Tracer) onExec(th *thread) {
 	}
 	pd := th.pend
 	th.pend, th.reexec = nil, false
+	if pd != nil {
+		t.resend(th, pd)
+	}
 	if pd == nil {
 		// An exec that did not pass the filter (an adopted process before
 		// it installed it).

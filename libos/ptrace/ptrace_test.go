@@ -172,6 +172,23 @@ func rawStatus(t *testing.T, argv []string) int {
 	return int(ws)
 }
 
+// TestThreadExec: a thread other than the leader execs; the process
+// keeps its pid and the new program runs alone.
+func TestThreadExec(t *testing.T) {
+	static := testbin.MustBuild(t, staticProg)
+	res := runTraced(t, runOpts{}, static, "threadexec", static, "exit", "9")
+	assert.Equal(t, "exit 9", res.status())
+	root := rootPID(t, res.events, static)
+	ex := find(res.events, func(e trace.Event) bool {
+		return e.Event == trace.EventExec && e.PID == root && slices.Equal(e.Argv, []string{static, "exit", "9"})
+	})
+	require.Len(t, ex, 1)
+	assert.NotEqual(t, root, ex[0].TID, "exec'd by the second thread")
+	exits := find(res.events, func(e trace.Event) bool { return e.Event == trace.EventExit })
+	require.Len(t, exits, 1)
+	assert.Equal(t, 9<<8, *exits[0].Status)
+}
+
 func TestUntracedRoot(t *testing.T) {
 	static := testbin.MustBuild(t, staticProg)
 	res := runTraced(t, runOpts{untrace: true}, static, "exit", "5")

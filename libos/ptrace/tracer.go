@@ -139,7 +139,8 @@ type pending struct {
 	ev       trace.Event // the attempt line
 	saved    unix.PtraceRegs
 	ranges   [][2]uint
-	atEntry  bool // an injected call is about to enter
+	atEntry  bool          // an injected call is about to enter
+	heldSigs []unix.Signal // signals that arrived between injected calls
 	spawnFor *pending
 }
 
@@ -645,8 +646,24 @@ func (t *Tracer) dispatch(th *thread, ws unix.WaitStatus) {
 	case ev != 0:
 		t.resume(th, 0)
 	default:
+		if pd := th.pend; pd != nil && pd.kind == kInject {
+			// Between two injected calls the registers point at the
+			// rewound syscall instruction: a handler run now would return
+			// into the injected call and past the exec. Hold the signal
+			// and send it again once the exec succeeded or failed.
+			pd.heldSigs = append(pd.heldSigs, sig)
+			unix.PtraceSyscall(th.tid, 0)
+			return
+		}
 		// Signal-delivery-stop: deliver the signal unchanged.
 		t.resume(th, int(sig))
+	}
+}
+
+// resend sends the signals held during an injection to th again.
+func (t *Tracer) resend(th *thread, pd *pending) {
+	for _, sig := range pd.heldSigs {
+		unix.Tgkill(th.p.pid, th.tid, sig)
 	}
 }
 

@@ -19,6 +19,7 @@
  *   stopcont               a child stops itself; check WIFSTOPPED, SIGCONT, WIFCONTINUED, exit 7
  *   waitsig                wait for SIGUSR1 (printed) then exit 0
  *   waitfork PROG          print the pid, wait for SIGUSR1, then as forkexec
+ *   threadexec PROG ARGS.. a second thread execs PROG ARGS
  *   ptrace                 PTRACE_TRACEME must fail with EPERM
  *   fds                    print the open descriptors, one per line
  *   keepfd FD PROG ARGS..  make FD (open on /dev/null) inheritable, exec PROG ARGS
@@ -45,6 +46,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sched.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -176,6 +178,13 @@ static int race(const char *kind, int n, const char *dir)
 		pthread_join(t[i], NULL);
 	printf("race %s: %s %d forks, %d failures\n", kind, bad ? "FAIL" : "OK", n, bad);
 	return bad != 0;
+}
+
+static void *execer(void *arg)
+{
+	char **av = arg;
+	execv(av[0], av);
+	_exit(127);
 }
 
 static void onusr1(int sig)
@@ -356,6 +365,14 @@ int main(int argc, char **argv)
 			return fail(mode, "status");
 		printf("waitfork: OK\n");
 		return 0;
+	}
+	if (!strcmp(mode, "threadexec") && argc >= 3) {
+		/* A thread other than the leader execs; the leader keeps running. */
+		pthread_t t;
+		if (pthread_create(&t, NULL, execer, argv + 2) != 0)
+			return fail(mode, "pthread_create");
+		for (;;)
+			sched_yield();
 	}
 	if (!strcmp(mode, "ptrace")) {
 		errno = 0;
