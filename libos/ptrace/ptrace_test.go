@@ -158,6 +158,32 @@ func TestExitStatuses(t *testing.T) {
 	}
 }
 
+// TestCoreDump: a signal death with a core dump keeps the core-dump bit.
+// The core file goes to a temporary working directory (core_pattern
+// permitting; the test skips when it names a pipe or an absolute path).
+func TestCoreDump(t *testing.T) {
+	pat, err := os.ReadFile("/proc/sys/kernel/core_pattern")
+	require.NoError(t, err)
+	if p := strings.TrimSpace(string(pat)); p == "" || p[0] == '|' || p[0] == '/' {
+		t.Skipf("core_pattern %q does not write into the working directory", p)
+	}
+	static := testbin.MustBuild(t, staticProg)
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer null.Close()
+	p, err := os.StartProcess(static, []string{static, "core", "11"}, &os.ProcAttr{Dir: t.TempDir(), Files: []*os.File{null, null, null}})
+	require.NoError(t, err)
+	var nat unix.WaitStatus
+	_, err = unix.Wait4(p.Pid, &nat, 0, nil)
+	require.NoError(t, err)
+	if !nat.CoreDump() {
+		t.Skip("no core dump natively (RLIMIT_CORE or core_pattern)")
+	}
+	res := runTraced(t, runOpts{dir: t.TempDir()}, static, "core", "11")
+	assert.Equal(t, int(nat), int(res.ws))
+	assert.True(t, res.ws.CoreDump())
+}
+
 // rawStatus runs argv natively and returns its raw wait status.
 func rawStatus(t *testing.T, argv []string) int {
 	t.Helper()
@@ -225,9 +251,15 @@ func TestSignalForwarded(t *testing.T) {
 	assert.Equal(t, "waitsig: got 10", <-c)
 	ws := <-done
 	w.Close()
+	tr.mu.Lock()
+	bell := tr.bell
+	tr.mu.Unlock()
+	require.True(t, alive(bell), "the doorbell runs until Close")
 	require.NoError(t, tr.Close())
+	assert.False(t, alive(bell), "the doorbell is gone after Close")
 	assert.Equal(t, 0, ws.ExitStatus())
 	rec.check(t)
+	requireGone(t, rec.snapshot())
 }
 
 func TestPtraceRefused(t *testing.T) {

@@ -104,6 +104,7 @@ func TestGoExecSuite(t *testing.T) {
 	require.NoError(t, tr.Close())
 	trOut, _ := os.ReadFile(comb)
 	rec.check(t)
+	requireGone(t, rec.snapshot())
 	verdicts := func(b []byte) map[string]string {
 		m := map[string]string{}
 		re := regexp.MustCompile(`(?m)^\s*--- (PASS|FAIL|SKIP): (\S+)`)

@@ -16,6 +16,7 @@
  *                          allow-all: under a seccomp filter allowing everything
  *   exit CODE              exit with CODE
  *   kill SIG               raise SIG with its default action
+ *   core SIG               the same with RLIMIT_CORE at 64 MiB (a core file in the working directory)
  *   stopcont               a child stops itself; check WIFSTOPPED, SIGCONT, WIFCONTINUED, exit 7
  *   waitsig                wait for SIGUSR1 (printed) then exit 0
  *   waitfork PROG          print the pid, wait for SIGUSR1, then as forkexec
@@ -43,6 +44,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -311,6 +313,19 @@ int main(int argc, char **argv)
 	if (!strcmp(mode, "exit") && argc == 3)
 		return atoi(argv[2]);
 	if (!strcmp(mode, "kill") && argc == 3) {
+		signal(atoi(argv[2]), SIG_DFL);
+		raise(atoi(argv[2]));
+		return 1;
+	}
+	if (!strcmp(mode, "core") && argc == 3) {
+		/* Dump core (into the working directory, as core_pattern says). */
+		struct rlimit rl = {.rlim_cur = 64 << 20, .rlim_max = 64 << 20};
+		getrlimit(RLIMIT_CORE, &rl);
+		if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < (64 << 20))
+			return fail(mode, "hard RLIMIT_CORE");
+		rl.rlim_cur = 64 << 20;
+		if (setrlimit(RLIMIT_CORE, &rl) < 0)
+			return fail(mode, "setrlimit");
 		signal(atoi(argv[2]), SIG_DFL);
 		raise(atoi(argv[2]));
 		return 1;
