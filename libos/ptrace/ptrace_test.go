@@ -215,6 +215,24 @@ func TestThreadExec(t *testing.T) {
 	assert.Equal(t, 9<<8, *exits[0].Status)
 }
 
+// TestArgvBounds: argv is cut at trace.MaxArgv entries of trace.MaxArgLen
+// bytes, non-UTF-8 bytes become U+FFFD.
+func TestArgvBounds(t *testing.T) {
+	static := testbin.MustBuild(t, staticProg)
+	argv := []string{static, "fds", "0", strings.Repeat("x", 300), "a\xffb"}
+	for len(argv) < 40 {
+		argv = append(argv, "more")
+	}
+	res := runTraced(t, runOpts{}, argv...)
+	assert.Equal(t, "exit 0", res.status())
+	ex := find(res.events, func(e trace.Event) bool { return e.Event == trace.EventExec })
+	require.Len(t, ex, 1)
+	assert.True(t, ex[0].ArgvTruncated)
+	require.Len(t, ex[0].Argv, trace.MaxArgv)
+	assert.Equal(t, strings.Repeat("x", trace.MaxArgLen), ex[0].Argv[3])
+	assert.Equal(t, "a\uFFFDb", ex[0].Argv[4])
+}
+
 func TestUntracedRoot(t *testing.T) {
 	static := testbin.MustBuild(t, staticProg)
 	res := runTraced(t, runOpts{untrace: true}, static, "exit", "5")

@@ -38,7 +38,7 @@ const options = unix.PTRACE_O_TRACESECCOMP | unix.PTRACE_O_TRACEFORK |
 type Spec struct {
 	Path                  string
 	Argv                  []string
-	Env                   []string
+	Env                   []string // nil: this process's environment
 	Dir                   string
 	Stdin, Stdout, Stderr *os.File
 	// Traced: start on the ptrace platform (through the stub); false:
@@ -262,7 +262,8 @@ func (t *Tracer) Close() error {
 }
 
 // Adopt seizes every thread of pid (libos.Adopter). It returns nil once
-// the process is traced.
+// the process is traced. Adopt, Run and Close wait for the tracer thread:
+// do not call them from the Reporter's methods, which run on it.
 func (t *Tracer) Adopt(pid int) error {
 	errc := make(chan error, 1)
 	if err := t.submit(func() { errc <- t.adopt(pid) }); err != nil {
@@ -452,7 +453,7 @@ func (t *Tracer) startRoot(spec Spec, stub string) (int, error) {
 	attr := &syscall.ProcAttr{Dir: spec.Dir, Env: spec.Env, Files: files,
 		Sys: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}}
 	if attr.Env == nil {
-		attr.Env = []string{}
+		attr.Env = os.Environ()
 	}
 	if !spec.Traced {
 		pid, err := syscall.ForkExec(spec.Path, spec.Argv, attr)
