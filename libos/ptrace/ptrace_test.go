@@ -320,26 +320,29 @@ func TestStrictInheritance(t *testing.T) {
 		{[]int{7}, "0 1 2 7", 1},
 		{[]int{3, 7}, "0 1 2 3 7", 0},
 	} {
-		t.Run(strings.Trim(strings.Join(strings.Fields(strconv.Itoa(len(tc.keep))), ""), " "), func(t *testing.T) {
-			pol := libos.Policy{FDs: libos.FDsStrict, KeepFDs: tc.keep}
-			// keepfd: fd 3 (/dev/null) dup'd to 7, both inheritable, then
-			// exec of "fds", which lists what it got.
-			res := runTraced(t, runOpts{pol: pol}, static, "keepfd", "7", static, "fds")
-			got := strings.Fields(res.out)
-			slices.SortFunc(got, func(a, b string) int { x, _ := strconv.Atoi(a); y, _ := strconv.Atoi(b); return x - y })
-			assert.Equal(t, tc.want, strings.Join(got, " "))
-			ex := find(res.events, func(e trace.Event) bool {
-				return e.Event == trace.EventExec && e.Errno == 0 && slices.Equal(e.Argv, []string{static, "fds"})
+		for _, how := range []string{"keepfd", "dupspawn"} {
+			t.Run(how+"-"+strconv.Itoa(len(tc.keep)), func(t *testing.T) {
+				pol := libos.Policy{FDs: libos.FDsStrict, KeepFDs: tc.keep}
+				// fd 3 (/dev/null) dup'd to 7, both inheritable, then an exec
+				// (keepfd) or a posix_spawn (dupspawn) of "fds", which lists
+				// what it got.
+				res := runTraced(t, runOpts{pol: pol}, static, how, "7", static, "fds")
+				got := strings.Fields(res.out)
+				slices.SortFunc(got, func(a, b string) int { x, _ := strconv.Atoi(a); y, _ := strconv.Atoi(b); return x - y })
+				assert.Equal(t, tc.want, strings.Join(got, " "))
+				ex := find(res.events, func(e trace.Event) bool {
+					return (e.Event == trace.EventExec || e.Event == trace.EventSpawn) && e.Errno == 0 && slices.Equal(e.Argv, []string{static, "fds"})
+				})
+				require.Len(t, ex, 1)
+				assert.Equal(t, tc.closed, ex[0].StrictClosed)
+				var fds []string
+				for _, f := range ex[0].FDs {
+					fds = append(fds, strconv.Itoa(f.FD))
+					assert.Zero(t, f.Flags&unix.O_CLOEXEC)
+				}
+				assert.Equal(t, tc.want, strings.Join(fds, " "))
 			})
-			require.Len(t, ex, 1)
-			assert.Equal(t, tc.closed, ex[0].StrictClosed)
-			var fds []string
-			for _, f := range ex[0].FDs {
-				fds = append(fds, strconv.Itoa(f.FD))
-				assert.Zero(t, f.Flags&unix.O_CLOEXEC)
-			}
-			assert.Equal(t, tc.want, strings.Join(fds, " "))
-		})
+		}
 	}
 }
 

@@ -24,6 +24,7 @@
  *   ptrace                 PTRACE_TRACEME must fail with EPERM
  *   fds                    print the open descriptors, one per line
  *   keepfd FD PROG ARGS..  make FD (open on /dev/null) inheritable, exec PROG ARGS
+ *   dupspawn FD PROG ARGS.. the same, but posix_spawn PROG ARGS and exit with its status
  *   tree N                 start N children that sleep, print their pids, sleep
  *   race KIND N DIR        N forks while a thread runs KIND (close, mmap,
  *                          mprotect, thread, sbrk) in a loop; each child
@@ -404,6 +405,22 @@ int main(int argc, char **argv)
 			return fail(mode, "dup2");
 		execv(argv[3], argv + 3);
 		return fail(mode, "execv");
+	}
+	if (!strcmp(mode, "dupspawn") && argc >= 4) {
+		int fd = atoi(argv[2]);
+		int nul = open("/dev/null", O_RDONLY);
+		if (nul < 0 || dup2(nul, fd) < 0)
+			return fail(mode, "dup2");
+		pid_t pid;
+		int err = posix_spawn(&pid, argv[3], NULL, NULL, argv + 3, environ);
+		if (err) {
+			errno = err;
+			return fail(mode, "posix_spawn");
+		}
+		int st;
+		if (waitpid(pid, &st, 0) != pid)
+			return fail(mode, "waitpid");
+		return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
 	}
 	if (!strcmp(mode, "tree") && argc == 3) {
 		int n = atoi(argv[2]);
