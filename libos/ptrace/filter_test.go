@@ -3,8 +3,12 @@ package ptrace
 import (
 	"encoding/binary"
 	"fmt"
+	"os"
+	"os/exec"
 	"testing"
+	"time"
 
+	"github.com/forkless/forkless/internal/testbin"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -120,4 +124,23 @@ func TestUTF8Bytes(t *testing.T) {
 	assert.Equal(t, "abc", utf8Bytes([]byte("abc")))
 	assert.Equal(t, "é", utf8Bytes([]byte("é")))
 	assert.Equal(t, "a\uFFFD\uFFFDb", utf8Bytes([]byte{'a', 0xff, 0xfe, 'b'}))
+}
+
+// TestStartNs checks the helper requireGone relies on: the start time of a
+// live process, to the kernel's 10 ms tick.
+func TestStartNs(t *testing.T) {
+	static := testbin.MustBuild(t, staticProg)
+	before := time.Now().UnixNano()
+	cmd := exec.Command(static, "waitsig")
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	after := time.Now().UnixNano()
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	require.Equal(t, "waitsig: ready", <-lines(out.(*os.File)))
+	start, ok := startNs(cmd.Process.Pid)
+	require.True(t, ok)
+	assert.GreaterOrEqual(t, start, before-int64(20*time.Millisecond))
+	assert.LessOrEqual(t, start, after+int64(20*time.Millisecond))
 }

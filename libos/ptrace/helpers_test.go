@@ -231,23 +231,63 @@ func alive(pid int) bool {
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
 
+// startNs returns when pid started (CLOCK_REALTIME, nanoseconds; the
+// kernel keeps it in clock ticks of 10 ms), or false when it is gone or a
+// zombie.
+func startNs(pid int) (int64, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 || f[0] == "Z" {
+		return 0, false
+	}
+	ticks, err := strconv.ParseInt(f[19], 10, 64) // field 22, starttime
+	if err != nil {
+		return 0, false
+	}
+	var boot unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot); err != nil {
+		return 0, false
+	}
+	bootedAt := time.Now().UnixNano() - boot.Nano()
+	return bootedAt + ticks*10_000_000, true
+}
+
 // requireGone fails t when a process named by the events still runs
-// (after a grace period for reaping by init).
+// (after a grace period for reaping by init). pid_max may be small: a
+// live process that started after the tree's first line naming its pid
+// is another process that reuses the pid.
 func requireGone(t *testing.T, evs []trace.Event) {
 	t.Helper()
-	pids := map[int]bool{}
-	for _, e := range evs {
-		pids[e.PID] = true
-		if e.Child > 0 {
-			pids[e.Child] = true
+	first := map[int]int64{}
+	note := func(pid int, ts int64) {
+		if v, ok := first[pid]; !ok || ts < v {
+			first[pid] = ts
 		}
 	}
+	for _, e := range evs {
+		note(e.PID, e.TsNs)
+		if e.Child > 0 {
+			note(e.Child, e.TsNs)
+		}
+	}
+	survivor := func(pid int) bool {
+		start, ok := startNs(pid)
+		return ok && start <= first[pid]+int64(20*time.Millisecond)
+	}
 	deadline := time.Now().Add(5 * time.Second)
-	for pid := range pids {
-		for alive(pid) && time.Now().Before(deadline) {
+	for pid := range first {
+		for survivor(pid) && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
-		require.False(t, alive(pid), "process %d survived", pid)
+		require.False(t, survivor(pid), "process %d survived", pid)
 	}
 }
 
