@@ -202,3 +202,52 @@ func TestAdopt(t *testing.T) {
 	assert.Len(t, find(evs, func(e trace.Event) bool { return e.Event == trace.EventExit && e.PID == forks[0].Child }), 1)
 	requireGone(t, evs)
 }
+
+// TestAdoptFilterExec plays lib/libforkless.so's part after an adoption:
+// the process installs Filter() itself and execs a static program, whose
+// process creation then stops in the tracer like the stub's programs'.
+func TestAdoptFilterExec(t *testing.T) {
+	static := testbin.MustBuild(t, staticProg)
+	tiny := testbin.MustBuild(t, testbin.Tiny)
+	exe, _ := os.Executable()
+	rec := newRecorder()
+	tr := New(rec, libos.Policy{})
+	filter := filepath.Join(t.TempDir(), "filter")
+	require.NoError(t, os.WriteFile(filter, tr.Filter(), 0o644))
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	done := make(chan unix.WaitStatus, 1)
+	go func() {
+		ws, err := tr.Run(Spec{Path: static, Argv: []string{static, "adoptexec", filter, static, "forkexec", tiny},
+			Stdout: w, Stub: exe})
+		assert.NoError(t, err)
+		done <- ws
+	}()
+	c := lines(r)
+	var pid int
+	_, err = fmt.Sscanf(<-c, "adoptexec: %d ready", &pid)
+	require.NoError(t, err)
+	require.NoError(t, tr.Adopt(pid))
+	require.NoError(t, tr.Signal(unix.SIGUSR1))
+	assert.Equal(t, "forkexec: OK", <-c)
+	ws := <-done
+	w.Close()
+	require.NoError(t, tr.Close())
+	assert.Equal(t, 0, ws.ExitStatus())
+	rec.check(t)
+	evs := rec.snapshot()
+	ex := find(evs, func(e trace.Event) bool { return e.Event == trace.EventExec && e.PID == pid })
+	require.Len(t, ex, 1, "the exec after the filter, seen at its seccomp stop")
+	assert.Equal(t, []string{static, "forkexec", tiny}, ex[0].Argv)
+	assert.NotEmpty(t, ex[0].FDs)
+	forks := find(evs, func(e trace.Event) bool { return e.Event == trace.EventFork && e.PID == pid })
+	require.Len(t, forks, 1)
+	assert.Equal(t, trace.ViaFork, forks[0].Via)
+	assert.Equal(t, 1, forks[0].Threads)
+	assert.NotEmpty(t, forks[0].FDs, "the snapshot taken at the seccomp stop")
+	rec.mu.Lock()
+	assert.Equal(t, 1, rec.admits, "the fork was admitted")
+	rec.mu.Unlock()
+	requireGone(t, evs)
+}

@@ -21,6 +21,8 @@
  *   waitsig                wait for SIGUSR1 (printed) then exit 0
  *   waitfork PROG          print the pid, wait for SIGUSR1, then as forkexec
  *   threadexec PROG ARGS.. a second thread execs PROG ARGS
+ *   adoptexec FILE PROG..  print the pid, wait for SIGUSR1, install the seccomp
+ *                          filter in FILE, exec PROG ARGS (an adopted process)
  *   ptrace                 PTRACE_TRACEME must fail with EPERM
  *   fds                    print the open descriptors, one per line
  *   keepfd FD PROG ARGS..  make FD (open on /dev/null) inheritable, exec PROG ARGS
@@ -389,6 +391,30 @@ int main(int argc, char **argv)
 			return fail(mode, "pthread_create");
 		for (;;)
 			sched_yield();
+	}
+	if (!strcmp(mode, "adoptexec") && argc >= 4) {
+		/* What lib/libforkless.so does once the host adopted it: install
+		 * the filter the host gave (struct sock_filter entries, here in
+		 * the file argv[2]) and exec. */
+		sigset_t set;
+		sigemptyset(&set);
+		sigaddset(&set, SIGUSR1);
+		sigprocmask(SIG_BLOCK, &set, NULL);
+		printf("adoptexec: %d ready\n", (int)getpid());
+		int sig;
+		sigwait(&set, &sig);
+		sigprocmask(SIG_UNBLOCK, &set, NULL);
+		static struct sock_filter insns[4096];
+		int fd = open(argv[2], O_RDONLY);
+		ssize_t n = fd < 0 ? -1 : read(fd, insns, sizeof insns);
+		if (n <= 0 || n % sizeof insns[0])
+			return fail(mode, "filter file");
+		struct sock_fprog prog = {.len = n / sizeof insns[0], .filter = insns};
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+		    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+			return fail(mode, "seccomp");
+		execv(argv[3], argv + 3);
+		return fail(mode, "execv");
 	}
 	if (!strcmp(mode, "ptrace")) {
 		errno = 0;
