@@ -114,7 +114,7 @@ type freeze struct {
 
 // Kinds of pending work on a thread.
 const (
-	kCreate = iota + 1 // a process creation, until its syscall-exit stop
+	kCreate = iota + 1 // a process creation, until its creation event (or, failed, its syscall exit)
 	kExec              // an exec, until its exec event or failure
 	kInject            // close_range calls injected before an exec
 )
@@ -167,6 +167,8 @@ func New(r libos.Reporter, p libos.Policy) *Tracer {
 func (t *Tracer) Filter() []byte { return filterBytes() }
 
 var errClosed = errors.New("ptrace: tracer closed")
+
+var _ libos.Adopter = (*Tracer)(nil)
 
 // serve is the tracer thread: it runs queued work until Close.
 func (t *Tracer) serve() {
