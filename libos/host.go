@@ -207,7 +207,10 @@ func (h *Host) Root(pid int, path string, argv []string, platform string) {
 	p.Platform = platform
 	p.Path, p.Argv = path, slices.Clone(argv)
 	p.StartNs = time.Now().UnixNano()
-	p.Execs = append(p.Execs, Exec{TsNs: p.StartNs, Path: path, Argv: slices.Clone(argv)})
+	if platform != trace.PlatformPtrace {
+		// A traced root starts as forkless's stub: its exec line follows.
+		p.Execs = append(p.Execs, Exec{TsNs: p.StartNs, Path: path, Argv: slices.Clone(argv)})
+	}
 	h.mu.Unlock()
 	h.started(pid)
 }

@@ -8,6 +8,9 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/forkless/forkless/libos"
+	"github.com/forkless/forkless/libos/ptrace"
 )
 
 // Exit statuses.
@@ -41,6 +44,13 @@ func main() {
 	os.Exit(dispatch(os.Args[1:], os.Stderr))
 }
 
+// hidden are the helper processes forkless run starts from its own
+// executable; they are not commands for people.
+var hidden = map[string]func(args []string) int{
+	libos.GuardArg: libos.GuardMain,                                              // ends the tree if the host dies
+	ptrace.StubArg: func(args []string) int { return ptrace.StubMain(args[1:]) }, // a traced root's first steps
+}
+
 // dispatch runs the subcommand args names.
 func dispatch(args []string, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -54,6 +64,9 @@ func dispatch(args []string, stderr io.Writer) int {
 	}
 	if c := lookup(args[0]); c != nil {
 		return c.run(args[1:])
+	}
+	if run, ok := hidden[args[0]]; ok {
+		return run(args)
 	}
 	fmt.Fprintf(stderr, "forkless: unknown command %q\n\n", args[0])
 	usage(stderr)

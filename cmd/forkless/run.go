@@ -12,19 +12,32 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
+	"sync"
 
 	"github.com/forkless/forkless/internal/trace"
+	"github.com/forkless/forkless/libos"
+	"github.com/forkless/forkless/libos/ptrace"
 	"golang.org/x/sys/unix"
 )
 
 const runUsage = `Usage: forkless run [flags] [--] CMD [ARGS...]
 
-Runs CMD with lib/libforkless.so preloaded (LD_PRELOAD), so that process
-creation in CMD and in every dynamically linked program it starts goes
-through forkless: posix_spawn, posix_spawnp, pidfd_spawn, system, popen,
-the exec family, fork and vfork. With --trace or --summary the library
-records one JSON line per event (docs/trace.md).
+Runs CMD as a tree under the forkless host, which keeps the process table
+of the whole tree, one event stream (--trace, --summary; docs/trace.md)
+and one policy (--fds, --exec-allow, --exec-deny, --max-procs). Each
+program runs on one of two platforms:
+
+  preload  dynamically linked glibc programs load lib/libforkless.so
+           (LD_PRELOAD): posix_spawn, system, popen, the exec family, fork
+           and vfork go through forkless and report to the host.
+  ptrace   static programs, programs of another libc and Go programs (Go
+           creates processes with raw system calls) are traced: a seccomp
+           filter stops only clone, fork, vfork and exec for the host;
+           every other system call runs natively. What they start stays on
+           this platform.
+
+--platform auto (the default) picks per program, also for every exec in
+the tree; preload or ptrace forces the root's platform.
 
 Standard input, output and error pass through. SIGINT, SIGTERM, SIGHUP and
 SIGQUIT sent to forkless are forwarded to CMD; SIGINT and SIGQUIT typed at
@@ -34,15 +47,18 @@ N killed CMD.
 
 Descriptors: posix lets children inherit every descriptor without
 close-on-exec, as POSIX says; strict gives them only 0, 1, 2, the targets
-of their file actions and the --keep-fds list.
+of their file actions (preload platform) and the --keep-fds list.
+Exec patterns: a pattern with a '/' matches the whole path of the program,
+one without its name; '*', '?' and [...] as in the shell, '*' not
+crossing '/'. A denied exec fails with EACCES; a creation beyond
+--max-procs live processes fails with EAGAIN. Both are traced.
 
-LD_PRELOAD cannot reach statically linked programs, nor Go programs (Go
-creates processes with raw system calls). forkless refuses to start such a
-CMD, or a script whose interpreter is one, unless --untraced is given.
+The tree lives as long as the host: when CMD ends, forkless ends what is
+left of its tree, and if forkless is killed, the tree dies with it.
 
 Exit status: CMD's; 125 when forkless itself failed (library missing,
-CMD unreachable, trace file not writable); 126 when CMD cannot be
-executed; 127 when CMD is not found; 2 for bad flags.
+trace file not writable); 126 when CMD cannot be executed; 127 when CMD
+is not found; 2 for bad flags.
 
 Flags:
 `
@@ -56,6 +72,8 @@ Examples:
   forkless run --summary -- make -j8          # summary on stderr at the end
   forkless run --trace build.jsonl -- make -j8 && forkless trace build.jsonl
   forkless run --fds strict --keep-fds 5,6 -- ./server
+  forkless run --exec-deny 'curl' --exec-deny '/tmp/*' --max-procs 64 -- ./build.sh
+  forkless run --procs procs.json -- busybox sh -c 'ls | wc -l'   # a static CMD: ptrace
   forkless run --lib /opt/forkless/lib/libforkless.so -- ./configure
 `
 
@@ -68,20 +86,35 @@ const (
 	exitSignalShift = 128
 )
 
-// maxKeepFDs is how many descriptors FORKLESS_KEEP_FDS may name (the
-// library's table).
-const maxKeepFDs = 32
+// Platforms of --platform.
+const (
+	platformAuto    = "auto"
+	platformPreload = "preload"
+	platformPtrace  = "ptrace"
+)
 
 // runFlags are the parsed flags of forkless run.
 type runFlags struct {
-	trace    string   // --trace FILE
-	summary  bool     // --summary
-	json     bool     // --json
-	fds      string   // --fds: "", "posix" or "strict"
-	keepFDs  []int    // --keep-fds
-	lib      string   // --lib
-	untraced bool     // --untraced
-	argv     []string // CMD and its arguments
+	trace    string       // --trace FILE
+	summary  bool         // --summary
+	json     bool         // --json
+	procs    string       // --procs FILE
+	policy   libos.Policy // --fds, --keep-fds, --exec-allow, --exec-deny, --max-procs
+	lib      string       // --lib
+	platform string       // --platform
+	argv     []string     // CMD and its arguments
+}
+
+// patterns is a repeatable flag collecting exec patterns.
+type patterns []string
+
+func (p *patterns) String() string { return strings.Join(*p, " ") }
+func (p *patterns) Set(v string) error {
+	if err := libos.CheckPattern(v); err != nil {
+		return err
+	}
+	*p = append(*p, v)
+	return nil
 }
 
 // parseRunFlags parses and checks args. Help (-h) goes to stdout and
@@ -91,13 +124,18 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, error) {
 	fs := flag.NewFlagSet("forkless run", flag.ContinueOnError)
 	var msgs strings.Builder
 	fs.SetOutput(&msgs)
-	fs.StringVar(&f.trace, "trace", "", "record the library's events in `FILE` (truncated first)")
+	var allow, deny patterns
+	fs.StringVar(&f.trace, "trace", "", "record the tree's events in `FILE` (truncated first)")
 	fs.BoolVar(&f.summary, "summary", false, "print a summary of the trace on stderr when CMD ends")
 	fs.BoolVar(&f.json, "json", false, "print the summary as JSON (with --summary)")
-	fs.StringVar(&f.fds, "fds", "", "descriptor `POLICY` for spawned children: posix or strict (default: the library's, posix)")
+	fs.StringVar(&f.procs, "procs", "", "write the process table of the tree as JSON to `FILE` when CMD ends")
+	fs.StringVar(&f.policy.FDs, "fds", "", "descriptor `POLICY` for new programs: posix or strict (default posix)")
 	keep := fs.String("keep-fds", "", "comma-separated `LIST` of descriptors strict mode keeps besides 0, 1 and 2")
+	fs.Var(&allow, "exec-allow", "allow only programs matching `PATTERN` (repeatable)")
+	fs.Var(&deny, "exec-deny", "deny programs matching `PATTERN` (repeatable; wins over --exec-allow)")
+	fs.IntVar(&f.policy.MaxProcs, "max-procs", 0, "at most `N` live processes in the tree (0: no limit)")
 	fs.StringVar(&f.lib, "lib", "", "preload library `PATH` (default: lib/libforkless.so next to this program's bin/)")
-	fs.BoolVar(&f.untraced, "untraced", false, "run a CMD that LD_PRELOAD cannot reach anyway, with a warning")
+	fs.StringVar(&f.platform, "platform", platformAuto, "`PLATFORM` of CMD: auto, preload or ptrace")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), runUsage)
 		printFlags(fs.Output(), fs)
@@ -113,13 +151,13 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, error) {
 	if len(f.argv) == 0 {
 		return nil, errors.New("no command given: forkless run [flags] -- CMD [ARGS...]")
 	}
-	switch f.fds {
-	case "", "posix", "strict":
+	switch f.policy.FDs {
+	case "", libos.FDsPOSIX, libos.FDsStrict:
 	default:
-		return nil, fmt.Errorf("--fds: %q is not a policy: want posix or strict", f.fds)
+		return nil, fmt.Errorf("--fds: %q is not a policy: want posix or strict", f.policy.FDs)
 	}
 	if *keep != "" {
-		if f.fds != "strict" {
+		if f.policy.FDs != libos.FDsStrict {
 			return nil, errors.New("--keep-fds applies to --fds strict")
 		}
 		for _, part := range strings.Split(*keep, ",") {
@@ -127,17 +165,26 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, error) {
 			if err != nil || n < 0 {
 				return nil, fmt.Errorf("--keep-fds: %q is not a descriptor number", part)
 			}
-			f.keepFDs = append(f.keepFDs, n)
+			f.policy.KeepFDs = append(f.policy.KeepFDs, n)
 		}
-		if len(f.keepFDs) > maxKeepFDs {
-			return nil, fmt.Errorf("--keep-fds: %d descriptors, at most %d", len(f.keepFDs), maxKeepFDs)
+		if len(f.policy.KeepFDs) > libos.MaxKeepFDs {
+			return nil, fmt.Errorf("--keep-fds: %d descriptors, at most %d", len(f.policy.KeepFDs), libos.MaxKeepFDs)
 		}
+	}
+	if f.policy.MaxProcs < 0 {
+		return nil, fmt.Errorf("--max-procs: %d is negative", f.policy.MaxProcs)
+	}
+	f.policy.ExecAllow, f.policy.ExecDeny = allow, deny
+	switch f.platform {
+	case platformAuto, platformPreload, platformPtrace:
+	default:
+		return nil, fmt.Errorf("--platform: %q: want auto, preload or ptrace", f.platform)
 	}
 	if f.json && !f.summary {
 		return nil, errors.New("--json applies to --summary")
 	}
 	if f.trace == "-" {
-		return nil, errors.New("--trace: give a file name (the library appends to it from every process)")
+		return nil, errors.New("--trace: give a file name (every process of the tree may append to it)")
 	}
 	return f, nil
 }
@@ -200,16 +247,19 @@ func checkRunLib(path string, given bool) (string, error) {
 	return abs, nil
 }
 
-// runEnv returns base with the variables of forkless run set: LD_PRELOAD
-// (the library first, any previous list after it), FORKLESS_TRACE,
-// FORKLESS_FDS and FORKLESS_KEEP_FDS when given. Other entries, including
-// FORKLESS_* variables the flags do not set, stay as they are.
-func runEnv(base []string, lib, tracePath string, f *runFlags) []string {
+// runEnv returns base with the variables of the tree set: LD_PRELOAD (the
+// library first, any previous list after it), FORKLESS_TRACE (where a
+// process that cannot reach the host writes its lines) and extra (the
+// host's address and the policy). Other entries, including FORKLESS_*
+// variables none of these set, stay as they are.
+func runEnv(base []string, lib, tracePath string, extra []string) []string {
 	set := map[string]string{}
 	var order []string
 	put := func(k, v string) {
+		if _, ok := set[k]; !ok {
+			order = append(order, k)
+		}
 		set[k] = v
-		order = append(order, k)
 	}
 	var old []string
 	for _, kv := range base {
@@ -227,15 +277,9 @@ func runEnv(base []string, lib, tracePath string, f *runFlags) []string {
 	if tracePath != "" {
 		put("FORKLESS_TRACE", tracePath)
 	}
-	if f.fds != "" {
-		put("FORKLESS_FDS", f.fds)
-	}
-	if len(f.keepFDs) > 0 {
-		var s []string
-		for _, n := range f.keepFDs {
-			s = append(s, strconv.Itoa(n))
-		}
-		put("FORKLESS_KEEP_FDS", strings.Join(s, ","))
+	for _, kv := range extra {
+		k, v, _ := strings.Cut(kv, "=")
+		put(k, v)
 	}
 	var env []string
 	for _, kv := range base {
@@ -278,16 +322,20 @@ func doRun(f *runFlags, rio runIO) int {
 		}
 		return exitNotFound
 	}
-	if why := preloadBlocker(path); why != "" {
-		if !f.untraced {
-			errorf("%s %s: LD_PRELOAD cannot reach it; the libos launcher (not built yet) will", path, why)
-			errorf("--untraced runs it anyway, without tracing the processes it creates itself")
-			return exitRunFailed
-		}
-		errorf("warning: %s %s: running it untraced (--untraced); dynamically linked programs it starts still load the library", path, why)
+	traced := f.platform == platformPtrace
+	why := preloadBlocker(path)
+	switch {
+	case f.platform == platformAuto:
+		traced = why != ""
+	case f.platform == platformPreload && why != "":
+		errorf("warning: %s %s: with --platform preload, the processes it creates itself are not seen", path, why)
 	}
-	if why := secureExec(path); why != "" {
+	if why := secureExec(path); why != "" && !traced {
 		errorf("warning: %s %s: the dynamic loader ignores LD_PRELOAD for it and removes it from the environment of what it starts", path, why)
+	}
+	if !f.policy.ExecAllowed(path) {
+		errorf("%s: denied by the exec policy", path)
+		return exitCannotExec
 	}
 
 	tracePath := ""
@@ -297,12 +345,6 @@ func doRun(f *runFlags, rio runIO) int {
 			errorf("--trace: %v", err)
 			return exitRunFailed
 		}
-		tf, err := os.OpenFile(tracePath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-		if err != nil {
-			errorf("--trace: %v", err)
-			return exitRunFailed
-		}
-		tf.Close()
 	case f.summary:
 		tf, err := os.CreateTemp("", "forkless-trace-*.jsonl")
 		if err != nil {
@@ -313,19 +355,74 @@ func doRun(f *runFlags, rio runIO) int {
 		tracePath = tf.Name()
 		defer os.Remove(tracePath)
 	}
-
-	cmd := &exec.Cmd{
-		Path:   path,
-		Args:   f.argv,
-		Env:    runEnv(os.Environ(), lib, tracePath, f),
-		Stdin:  rio.stdin,
-		Stdout: rio.stdout,
-		Stderr: rio.stderr,
+	var traceFile *os.File
+	if tracePath != "" {
+		// O_APPEND: processes that cannot reach the host append their
+		// own lines to the same file.
+		traceFile, err = os.OpenFile(tracePath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
+		if err != nil {
+			errorf("--trace: %v", err)
+			return exitRunFailed
+		}
+		defer traceFile.Close()
 	}
-	status, err := runForwarding(cmd)
+
+	self, err := os.Executable()
+	if err != nil {
+		errorf("%v", err)
+		return exitRunFailed
+	}
+	// The guard and the stub are this executable (see hidden).
+	cfg := libos.Config{Policy: f.policy, GuardExe: self}
+	if traceFile != nil {
+		cfg.Trace = traceFile
+	}
+	host, err := libos.NewHost(cfg)
+	if err != nil {
+		errorf("host: %v", err)
+		return exitRunFailed
+	}
+	defer host.Close()
+	tracer := ptrace.New(host, f.policy)
+	host.SetAdopter(tracer)
+	stdio, closeStdio, err := stdioFiles(rio)
+	if err != nil {
+		errorf("%v", err)
+		return exitRunFailed
+	}
+	spec := ptrace.Spec{
+		Path:   path,
+		Argv:   f.argv,
+		Env:    runEnv(os.Environ(), lib, tracePath, host.Env()),
+		Stdin:  stdio[0],
+		Stdout: stdio[1],
+		Stderr: stdio[2],
+		Traced: traced,
+		Stub:   self,
+		Started: func(pid int) {
+			platform := trace.PlatformPreload
+			if traced {
+				platform = trace.PlatformPtrace
+			}
+			host.Root(pid, path, f.argv, platform)
+		},
+	}
+	if fd := host.CgroupFD(); fd >= 0 {
+		spec.UseCgroupFD, spec.CgroupFD = true, fd
+	}
+	status, err := runForwarding(tracer, spec)
+	tracer.Close()
+	host.Close()
+	closeStdio()
 	if err != nil {
 		errorf("%v", err)
 		return status
+	}
+	if f.procs != "" {
+		if err := writeProcs(f.procs, host); err != nil {
+			errorf("--procs: %v", err)
+			return exitRunFailed
+		}
 	}
 	if f.summary {
 		printRunSummary(rio.stderr, tracePath, f)
@@ -333,13 +430,79 @@ func doRun(f *runFlags, rio runIO) int {
 	return status
 }
 
+// writeProcs writes the host's process table to path.
+func writeProcs(path string, host *libos.Host) error {
+	pf, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := host.WriteTable(pf); err != nil {
+		pf.Close()
+		return err
+	}
+	return pf.Close()
+}
+
+// stdioFiles returns files for CMD's standard streams: rio's own when they
+// are files, else pipes copied by goroutines. done closes our ends and
+// waits for the copying.
+func stdioFiles(rio runIO) (files [3]*os.File, done func(), err error) {
+	var closers []*os.File
+	var wg sync.WaitGroup
+	fail := func(e error) ([3]*os.File, func(), error) {
+		for _, c := range closers {
+			c.Close()
+		}
+		return files, nil, e
+	}
+	if f, ok := rio.stdin.(*os.File); ok {
+		files[0] = f
+	} else {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		files[0] = r
+		closers = append(closers, r)
+		go func() {
+			io.Copy(w, rio.stdin)
+			w.Close()
+		}()
+	}
+	for i, out := range []io.Writer{rio.stdout, rio.stderr} {
+		if f, ok := out.(*os.File); ok {
+			files[i+1] = f
+			continue
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		files[i+1] = w
+		closers = append(closers, w)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			io.Copy(out, r)
+			r.Close()
+		}()
+	}
+	return files, func() {
+		for _, c := range closers {
+			c.Close()
+		}
+		wg.Wait()
+	}, nil
+}
+
 // forwarded are the signals forkless run passes on to CMD.
 var forwarded = []os.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT}
 
-// runForwarding starts cmd, forwards signals to it until it ends and
-// returns its exit status (128+N for a death by signal N). An error means
-// cmd did not start; the status then says why (126 or 127).
-func runForwarding(cmd *exec.Cmd) (int, error) {
+// runForwarding runs root under the tracer, forwarding signals to it until
+// it ends, and returns its exit status (128+N for a death by signal N).
+// An error means root did not start; the status then says why (126 or
+// 127).
+func runForwarding(tracer *ptrace.Tracer, root ptrace.Spec) (int, error) {
 	// A signal ignored by whoever started us stays ignored for CMD too
 	// (nohup): Notify would install a handler, and CMD would then start
 	// with the default action instead.
@@ -354,13 +517,6 @@ func runForwarding(cmd *exec.Cmd) (int, error) {
 		signal.Notify(sigs, watch...)
 		defer signal.Stop(sigs)
 	}
-	if err := cmd.Start(); err != nil {
-		status := exitCannotExec
-		if errors.Is(err, fs.ErrNotExist) {
-			status = exitNotFound // e.g. a missing #! interpreter
-		}
-		return status, err
-	}
 	done := make(chan struct{})
 	forwarder := make(chan struct{})
 	go func() {
@@ -369,28 +525,32 @@ func runForwarding(cmd *exec.Cmd) (int, error) {
 			select {
 			case s := <-sigs:
 				if !terminalSentToGroup(s) {
-					cmd.Process.Signal(s) // fails only once CMD is gone
+					tracer.Signal(s.(unix.Signal)) // fails only once CMD is gone
 				}
 			case <-done:
 				return
 			}
 		}
 	}()
-	cmd.Wait() // errors beyond the exit status only concern copying output
+	ws, err := tracer.Run(root)
 	close(done)
 	<-forwarder
-	return exitStatus(cmd.ProcessState), nil
+	if err != nil {
+		status := exitCannotExec
+		if errors.Is(err, fs.ErrNotExist) {
+			status = exitNotFound // e.g. a missing #! interpreter
+		}
+		return status, err
+	}
+	return exitStatus(ws), nil
 }
 
-// exitStatus is the status a shell would report for ps.
-func exitStatus(ps *os.ProcessState) int {
-	if ps == nil {
-		return exitRunFailed // Wait itself failed: no status to pass on
-	}
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+// exitStatus is the status a shell would report for ws.
+func exitStatus(ws unix.WaitStatus) int {
+	if ws.Signaled() {
 		return exitSignalShift + int(ws.Signal())
 	}
-	return ps.ExitCode()
+	return ws.ExitStatus()
 }
 
 // terminalSentToGroup guesses whether the terminal generated s for the
@@ -429,8 +589,8 @@ func printRunSummary(w io.Writer, path string, f *runFlags) {
 	}
 	fmt.Fprintln(w, "forkless run: summary")
 	r.WriteText(w)
-	if len(evs) == 0 {
-		fmt.Fprintln(w, "(no events: CMD created no processes, or the library was not loaded)")
+	if r.Summary.CreatedTotal == 0 {
+		fmt.Fprintln(w, "(no processes created: CMD created none, or the library was not loaded)")
 	}
 	if f.trace != "" {
 		fmt.Fprintf(w, "process tree: forkless trace %s\n", f.trace)

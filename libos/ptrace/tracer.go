@@ -48,6 +48,14 @@ type Spec struct {
 	// Stub is the executable run as the stub (argv[1] = StubArg); empty:
 	// /proc/self/exe.
 	Stub string
+	// UseCgroupFD starts the root in the cgroup v2 directory CgroupFD
+	// (CLONE_INTO_CGROUP), so that it never runs outside the tree's
+	// cgroup.
+	UseCgroupFD bool
+	CgroupFD    int
+	// Started, when set, is called on the tracer thread with the root's
+	// pid once it exists, before any of its events.
+	Started func(pid int)
 }
 
 // Tracer traces one tree. Create it with New.
@@ -401,6 +409,9 @@ func (t *Tracer) start(spec Spec, res chan runResult) {
 		res <- runResult{err: err}
 		return
 	}
+	if spec.Started != nil {
+		spec.Started(pid)
+	}
 	t.root = pid
 	t.rootTrace = spec.Traced
 	t.rootRes = res
@@ -453,14 +464,14 @@ func (t *Tracer) startRoot(spec Spec, stub string) (int, error) {
 	// Pdeathsig: an untraced root dies with the tracer thread as traced
 	// processes do through PTRACE_O_EXITKILL.
 	attr := &syscall.ProcAttr{Dir: spec.Dir, Env: spec.Env, Files: files,
-		Sys: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}}
+		Sys: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, UseCgroupFD: spec.UseCgroupFD, CgroupFD: spec.CgroupFD}}
 	if attr.Env == nil {
 		attr.Env = os.Environ()
 	}
 	if !spec.Traced {
 		pid, err := syscall.ForkExec(spec.Path, spec.Argv, attr)
 		if err != nil {
-			return 0, fmt.Errorf("ptrace: start %s: %w", spec.Path, err)
+			return 0, fmt.Errorf("start %s: %w", spec.Path, err)
 		}
 		t.openPidfd(pid)
 		return pid, nil
@@ -475,7 +486,7 @@ func (t *Tracer) startRoot(spec Spec, stub string) (int, error) {
 	argv := append([]string{stub, StubArg, stubExec, spec.Path}, spec.Argv...)
 	pid, err := syscall.ForkExec(stub, argv, attr)
 	if err != nil {
-		return 0, fmt.Errorf("ptrace: start stub %s: %w", stub, err)
+		return 0, fmt.Errorf("start the ptrace stub %s: %w", stub, err)
 	}
 	t.openPidfd(pid)
 	p := t.addProc(pid, t.self)
@@ -534,6 +545,9 @@ func (t *Tracer) loop() {
 	}()
 	for {
 		t.drain()
+		if t.closing && t.nothingLeft() {
+			return
+		}
 		var ws unix.WaitStatus
 		tid, err := unix.Wait4(-1, &ws, unix.WALL|unix.WNOTHREAD, nil)
 		if err == unix.EINTR {
@@ -558,7 +572,24 @@ func (t *Tracer) loop() {
 			panic("ptrace: wait4: " + err.Error())
 		}
 		t.handle(tid, ws)
+		if t.closing && t.nothingLeft() {
+			// Not ECHILD: the thread may have children that are not the
+			// tracer's (a process another goroutine started while this OS
+			// thread ran it, before it was locked), which it must neither
+			// wait for nor reap.
+			return
+		}
 	}
+}
+
+// nothingLeft reports whether every process of the tracer's is gone: the
+// traced ones, new threads not yet claimed, the doorbell and an untraced
+// root.
+func (t *Tracer) nothingLeft() bool {
+	t.mu.Lock()
+	bell := t.bell
+	t.mu.Unlock()
+	return len(t.procs) == 0 && len(t.newborn) == 0 && bell == 0 && t.rootRes == nil
 }
 
 func isStopSignal(sig unix.Signal) bool {
@@ -577,7 +608,11 @@ func (t *Tracer) handle(tid int, ws unix.WaitStatus) {
 	th := t.threads[tid]
 	if th == nil {
 		if tid == t.root && !t.rootTrace && (ws.Exited() || ws.Signaled()) {
-			t.recordExit(tid, t.self, ws)
+			// The untraced root is on the preload platform: its exit line,
+			// which only its parent (this thread) can write, says so.
+			st := int(ws)
+			t.rep.Record(trace.Event{V: trace.Version, TsNs: time.Now().UnixNano(), PID: tid, PPID: t.self, TID: tid,
+				Event: trace.EventExit, Via: trace.ViaExit, Status: &st})
 			t.rootEnded(ws)
 			return
 		}
