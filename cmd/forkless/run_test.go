@@ -253,7 +253,7 @@ func TestRunErrors(t *testing.T) {
 			"forkless run: start " + garbage + ": exec format error\n"},
 		{[]string{"--lib", lib, "--exec-deny", "true", "true"}, 126,
 			"forkless run: /usr/bin/true: denied by the exec policy\n"},
-		{[]string{"--lib", lib, tiny}, 0, ""},                 // static: ptrace
+		{[]string{"--lib", lib, tiny}, 0, ""},                           // static: ptrace
 		{[]string{"--lib", lib, self, "-test.run=^TestRunEnv$"}, 0, ""}, // Go: ptrace
 		{[]string{"--lib", lib, "--platform", "preload", tiny}, 0,
 			"forkless run: warning: " + tiny + " is statically linked: with --platform preload, the processes it creates itself are not seen\n"},
