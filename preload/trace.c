@@ -246,7 +246,8 @@ static int putstr(struct jw *w, const char *s, size_t max)
 
 static const char *const event_names[] = {"spawn", "exec", "fork"};
 static const char *const via_names[] = {"posix_spawn", "posix_spawnp", "pidfd_spawn", "system",
-					"popen",       "exec",         "vfork",       "fork"};
+					"popen",       "exec",         "vfork",       "fork",
+					"wordexp"};
 
 #define LINE_MAX_BYTES 8192
 #define ARGV_MAX 32
@@ -299,7 +300,7 @@ void fl_trace(const struct fl_trace_rec *r)
 	puts_(&w, ",\"event\":\"");
 	puts_(&w, (unsigned)r->event < 3 ? event_names[r->event] : "spawn");
 	puts_(&w, "\",\"via\":\"");
-	puts_(&w, (unsigned)r->via < 8 ? via_names[r->via] : "exec");
+	puts_(&w, (unsigned)r->via < sizeof via_names / sizeof via_names[0] ? via_names[r->via] : "exec");
 	puts_(&w, "\",\"errno\":");
 	puti(&w, r->err);
 	if (child > 0) {
