@@ -81,6 +81,7 @@ type runFlags struct {
 	keepFDs  []int    // --keep-fds
 	lib      string   // --lib
 	untraced bool     // --untraced
+	glibc    string   // --glibc (runglibc.go)
 	argv     []string // CMD and its arguments
 }
 
@@ -98,6 +99,7 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, error) {
 	keep := fs.String("keep-fds", "", "comma-separated `LIST` of descriptors strict mode keeps besides 0, 1 and 2")
 	fs.StringVar(&f.lib, "lib", "", "preload library `PATH` (default: lib/libforkless.so next to this program's bin/)")
 	fs.BoolVar(&f.untraced, "untraced", false, "run a CMD that LD_PRELOAD cannot reach anyway, with a warning")
+	fs.StringVar(&f.glibc, "glibc", "", "run CMD on the patched glibc build in `DIR` (make glibc: build/glibc-2.36)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), runUsage)
 		printFlags(fs.Output(), fs)
@@ -278,7 +280,7 @@ func doRun(f *runFlags, rio runIO) int {
 		}
 		return exitNotFound
 	}
-	if why := preloadBlocker(path); why != "" {
+	if why := preloadBlocker(path); why != "" && !hasForklessHooks(path) {
 		if !f.untraced {
 			errorf("%s %s: LD_PRELOAD cannot reach it; the libos launcher (not built yet) will", path, why)
 			errorf("--untraced runs it anyway, without tracing the processes it creates itself")
@@ -321,6 +323,10 @@ func doRun(f *runFlags, rio runIO) int {
 		Stdin:  rio.stdin,
 		Stdout: rio.stdout,
 		Stderr: rio.stderr,
+	}
+	if err := onPatchedGlibc(cmd, f.glibc); err != nil {
+		errorf("%v", err)
+		return exitRunFailed
 	}
 	status, err := runForwarding(cmd)
 	if err != nil {
