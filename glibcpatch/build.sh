@@ -148,9 +148,11 @@ jobs=$(nproc 2>/dev/null || echo 2)
 say "make -j$jobs (a clean build takes about 5-9 minutes on 2 vCPUs)"
 (cd "$obj" && make -j"$jobs") >>"$log" 2>&1 &
 mk=$!
+n=0
 while kill -0 "$mk" 2>/dev/null; do
-	sleep 30
-	kill -0 "$mk" 2>/dev/null && say "  ... $(grep -c '^gcc ' "$log" || true) compiler runs so far"
+	sleep 2
+	n=$((n + 1))
+	((n % 15)) || say "  ... $(grep -c '^gcc ' "$log" || true) compiler runs so far"
 done
 wait "$mk" || fail "make"
 
@@ -162,12 +164,14 @@ say "make install DESTDIR=$stage"
 # ---- verify ----
 say "verifying"
 ldso=$stage/root/lib64/ld-linux-x86-64.so.2
+dynsyms=$(readelf -W --dyn-syms "$stage/root/lib64/libc.so.6")
+archive=$(nm "$stage/root/usr/lib64/libc.a" 2>/dev/null)
 for s in __forkless_spawn_hook_v1 __forkless_fork_hook_v1 __forkless_vfork_hook_v1; do
-	readelf -Ws "$stage/root/lib64/libc.so.6" | grep -q "WEAK.*UND $s\$" || fail "libc.so.6 lacks the weak hook $s"
-	nm "$stage/root/usr/lib64/libc.a" 2>/dev/null | grep -q " w $s\$" || fail "libc.a lacks the weak hook $s"
+	grep -Eq "WEAK +DEFAULT +UND $s\$" <<<"$dynsyms" || fail "libc.so.6 lacks the weak hook $s"
+	grep -q " w $s\$" <<<"$archive" || fail "libc.a lacks the weak hook $s"
 done
 "$ldso" --library-path "$stage/root/lib64" /bin/sh -c 'exit 0' >>"$log" 2>&1 || fail "the new ld.so does not run /bin/sh"
-"$ldso" --library-path "$stage/root/lib64" --list /bin/true 2>&1 | grep -q "$stage/root/lib64/libc.so.6" ||
+grep -q "$stage/root/lib64/libc.so.6" <<<"$("$ldso" --library-path "$stage/root/lib64" --list /bin/true 2>&1)" ||
 	fail "the new ld.so does not pick the new libc"
 echo "$V-$key" >"$stage/KEY"
 cp "$log" "$stage/build.log"

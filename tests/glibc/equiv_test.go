@@ -84,13 +84,37 @@ func runRunner(t *testing.T, sc difftest.Scenario, probe string, prefix []string
 	return &res, tmp
 }
 
+// withoutSig3233 removes signals 32 and 33 from the ignored signals the
+// child reported: glibc 2.36 leaves them (its SIGCANCEL and SIGSETXID)
+// ignored in the spawned program, 2.38 and later (clone3 with
+// CLONE_CLEAR_SIGHAND) do not (docs/compatibility.md).
+func withoutSig3233(v difftest.View) (difftest.View, bool) {
+	if v.Obs == nil {
+		return v, false
+	}
+	o := *v.Obs
+	o.Ignored = nil
+	for _, s := range v.Obs.Ignored {
+		if s != 32 && s != 33 {
+			o.Ignored = append(o.Ignored, s)
+		}
+	}
+	removed := len(o.Ignored) != len(v.Obs.Ignored)
+	v.Obs = &o
+	return v, removed
+}
+
 // TestDifferentialUnpatched: with no hook present, the patched libc's
 // posix_spawn[p] gives exactly the system libc's results on every
 // scenario of the differential table that glibc can be the oracle of.
+// A build of another version than the system's may differ by the one
+// behaviour glibc changed between 2.36 and 2.41 that the table shows
+// (signals 32 and 33); that is taken out and counted, nothing else.
 func TestDifferentialUnpatched(t *testing.T) {
+	sysVer := systemVersion(t)
 	forEach(t, func(t *testing.T, b build) {
 		probe := testbin.MustBuild(t, testbin.Probe)
-		ran := 0
+		ran, masked := 0, 0
 		for _, sc := range difftest.Scenarios() {
 			if sc.NoOracle || (sc.Attr != nil && sc.Attr.Cgroup != "") {
 				continue // no glibc result to compare, or a cgroup to prepare (tests/difftest)
@@ -101,10 +125,20 @@ func TestDifferentialUnpatched(t *testing.T) {
 				want := difftest.Normalize(sys, tmp)
 				pat, tmp := runRunner(t, sc, probe, []string{b.ldso, "--library-path", b.libdir})
 				got := difftest.Normalize(pat, tmp)
+				if b.version != sysVer {
+					var w, g bool
+					want, w = withoutSig3233(want)
+					got, g = withoutSig3233(got)
+					if w != g {
+						masked++
+					}
+				}
 				assert.Equal(t, want, got, "glibc %s (patched, no hook) differs from the system libc", b.version)
 			})
 		}
 		require.Greater(t, ran, 50, "scenarios compared")
+		t.Logf("%d scenarios compared; %d differed only by signals 32/33 left ignored (glibc %s vs %s)",
+			ran, masked, sysVer, b.version)
 	})
 }
 
