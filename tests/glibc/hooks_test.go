@@ -57,11 +57,16 @@ type hookedRun struct {
 // runHooked runs prog (hooked.c) with forkless run and extra flags, traced.
 func runHooked(t *testing.T, prog string, flags ...string) hookedRun {
 	t.Helper()
+	return runHookedEnv(t, prog, nil, flags...)
+}
+
+func runHookedEnv(t *testing.T, prog string, env []string, flags ...string) hookedRun {
+	t.Helper()
 	dir := t.TempDir()
 	tr := filepath.Join(dir, "trace.jsonl")
 	args := append(append([]string{"run", "--trace", tr}, flags...), "--", prog, dir)
 	cmd := exec.Command(forklessBin(t), args...)
-	cmd.Env = cleanEnv()
+	cmd.Env = cleanEnv(env...)
 	out, err := cmd.CombinedOutput()
 	r := hookedRun{out: string(out)}
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -195,6 +200,14 @@ func TestHooksStatic(t *testing.T) {
 		r := runHooked(t, hooked)
 		require.Zero(t, r.exit, "forkless run refused or failed:\n%s", r.out)
 		checkAllHooked(t, r)
+
+		// The vfork event above comes from lazy vfork through the vfork
+		// hook: with glibc's real vfork the static program's exec is
+		// not traced at all (no exec interposer in a static program).
+		real := runHookedEnv(t, hooked, []string{"FORKLESS_VFORK=real"})
+		require.Zero(t, real.exit, "%s", real.out)
+		assert.Zero(t, real.count(real.pid, trace.EventSpawn, trace.ViaVfork), "vfork with FORKLESS_VFORK=real")
+		assert.Equal(t, 1, real.count(real.pid, trace.EventSpawn, trace.ViaWordexp), "wordexp with FORKLESS_VFORK=real")
 
 		refused := runHooked(t, plain)
 		assert.Equal(t, 125, refused.exit, "a static program without the hooks is refused:\n%s", refused.out)
