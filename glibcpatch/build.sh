@@ -145,7 +145,7 @@ if [ ! -f "$obj/config.status" ] || [ "$(cat "$obj/.forkless-configure" 2>/dev/n
 	echo "$conf" >"$obj/.forkless-configure"
 fi
 jobs=$(nproc 2>/dev/null || echo 2)
-say "make -j$jobs (a clean build takes about 5-9 minutes on 2 vCPUs)"
+say "make -j$jobs (a clean build takes about 5-12 minutes on 2 vCPUs)"
 (cd "$obj" && make -j"$jobs") >>"$log" 2>&1 &
 mk=$!
 n=0
