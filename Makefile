@@ -98,3 +98,6 @@ clean:
 	rm -rf bin lib build
 
 FORCE:
+
+# Patched glibc builds: make glibc, make test-glibc (glibcpatch/README.md).
+include glibcpatch/glibc.mk

@@ -41,6 +41,12 @@ void *fl_vfork_prehook(void)
 	fl_ensure_real();
 	if (!fl_cfg.disabled)
 		fl_vfork_note();
+	/* A patched libc: its unhooked vfork, or its vfork once with the
+	 * hook told to let it through. */
+	void *unhooked = __atomic_load_n(&fl_vfork_unhooked, __ATOMIC_RELAXED);
+	if (unhooked)
+		return unhooked;
+	fl_hook_skip = 1;
 	/* fork is a valid vfork should the symbol be missing. */
 	return fl_real.vfork ? (void *)fl_real.vfork : (void *)fl_real.fork;
 }
@@ -117,6 +123,7 @@ EXPORT pid_t fork(void)
 	/* Held across glibc's fork (atfork handlers included): the child
 	 * never sees the popen table or the trace state half-updated. */
 	fl_lock();
+	fl_hook_skip = 1; /* a patched libc: its hook lets this call through */
 	pid_t pid = fl_real.fork();
 	if (pid == 0) {
 		fl_after_fork_child();
@@ -156,6 +163,7 @@ EXPORT pid_t _Fork(void)
 		errno = EAGAIN;
 		return -1;
 	}
+	fl_hook_skip = 1;
 	pid_t pid = fl_real._Fork();
 	if (pid == 0) {
 		/* Another thread may have held the lock: it does not exist

@@ -193,6 +193,7 @@ enum fl_via {
 	FL_VIA_VFORK,
 	FL_VIA_FORK,
 	FL_VIA_EXIT,
+	FL_VIA_WORDEXP, /* a patched glibc's wordexp (hooks.c) */
 };
 enum fl_policy { FL_POL_NONE, FL_POL_EXEC_DENY, FL_POL_MAX_PROCS };
 
@@ -329,6 +330,15 @@ FL_HIDDEN void fl_vfork_forget(void);
  * fl_vfork_prehook does that and returns the real vfork to jump to. */
 FL_HIDDEN void fl_vfork_note(void);
 FL_HIDDEN void *fl_vfork_prehook(void);
+
+/* ---- a patched glibc's hooks (hooks.c, forkless_hook.h) ---- */
+
+/* Set by an interposer that passes a fork or vfork on to libc: a patched
+ * libc's hook then lets that one call through instead of handling it a
+ * second time (the hook clears it). */
+FL_HIDDEN extern __thread int fl_hook_skip __attribute__((tls_model("initial-exec")));
+/* A patched libc's unhooked vfork, once a hooked call told us (else NULL). */
+FL_HIDDEN extern void *fl_vfork_unhooked;
 
 /* ---- lazy vfork (lazyvfork.c, lazyvfork_x86_64.S) ---- */
 

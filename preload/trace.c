@@ -250,7 +250,7 @@ static int putstr(struct jw *w, const char *s, size_t max)
 
 static const char *const event_names[] = {"spawn", "exec", "fork", "exit"};
 static const char *const via_names[] = {"posix_spawn", "posix_spawnp", "pidfd_spawn", "system", "popen",
-					"exec",        "vfork",        "fork",        "exit"};
+					"exec",        "vfork",        "fork",        "exit",   "wordexp"};
 static const char *const policy_names[] = {"", "exec-deny", "max-procs"};
 
 #define LINE_MAX_BYTES 8192
@@ -308,9 +308,9 @@ void fl_trace(const struct fl_trace_rec *r)
 	puts_(&w, ",\"tid\":");
 	puti(&w, tid);
 	puts_(&w, ",\"event\":\"");
-	puts_(&w, (unsigned)r->event < 4 ? event_names[r->event] : "spawn");
+	puts_(&w, (unsigned)r->event < sizeof event_names / sizeof event_names[0] ? event_names[r->event] : "spawn");
 	puts_(&w, "\",\"via\":\"");
-	puts_(&w, (unsigned)r->via < 9 ? via_names[r->via] : "exec");
+	puts_(&w, (unsigned)r->via < sizeof via_names / sizeof via_names[0] ? via_names[r->via] : "exec");
 	puts_(&w, "\",\"errno\":");
 	puti(&w, r->err);
 	if (child > 0) {

@@ -48,6 +48,7 @@ const (
 	ViaPidfdSpawn  = "pidfd_spawn"
 	ViaSystem      = "system"
 	ViaPopen       = "popen"
+	ViaWordexp     = "wordexp" // a patched glibc's wordexp (glibcpatch/)
 	ViaExec        = "exec"
 	ViaVfork       = "vfork"
 	ViaFork        = "fork"
@@ -57,7 +58,7 @@ const (
 
 // Vias lists the entry points in the order summaries show them.
 var Vias = []string{
-	ViaPosixSpawn, ViaPosixSpawnp, ViaPidfdSpawn, ViaSystem, ViaPopen,
+	ViaPosixSpawn, ViaPosixSpawnp, ViaPidfdSpawn, ViaSystem, ViaPopen, ViaWordexp,
 	ViaVfork, ViaFork, ViaClone, ViaExec, ViaExit,
 }
 

@@ -1,6 +1,7 @@
 // Package libsym checks what lib/libforkless.so exports: exactly the libc
-// entry points it interposes, each under glibc's symbol version, and both
-// versions of posix_spawn and posix_spawnp.
+// entry points it interposes, each under glibc's symbol version, both
+// versions of posix_spawn and posix_spawnp, and the hooks a patched glibc
+// calls (version node FORKLESS_HOOK_1, glibcpatch/).
 package libsym
 
 import (
@@ -20,6 +21,9 @@ import (
 // family reports exit statuses to the libos host.
 var want = []string{
 	"_Fork@@GLIBC_2.34",
+	"__forkless_fork_hook_v1@@FORKLESS_HOOK_1",
+	"__forkless_spawn_hook_v1@@FORKLESS_HOOK_1",
+	"__forkless_vfork_hook_v1@@FORKLESS_HOOK_1",
 	"close@@GLIBC_2.2.5",
 	"close_range@@GLIBC_2.34",
 	"dup2@@GLIBC_2.2.5",
@@ -82,7 +86,7 @@ func TestExports(t *testing.T) {
 	// The version nodes themselves appear as absolute symbols.
 	var funcs []string
 	for _, s := range got {
-		if !strings.HasPrefix(s, "GLIBC_") {
+		if !strings.HasPrefix(s, "GLIBC_") && s != "FORKLESS_HOOK_1" {
 			funcs = append(funcs, s)
 		}
 	}
