@@ -264,18 +264,19 @@ func (h *Host) Record(ev trace.Event) {
 	case trace.EventSpawn:
 		if ev.Errno == 0 && ev.Child > 0 {
 			c := h.proc(ev.Child)
-			c.PPID, c.Via, c.Platform = ev.PID, ev.Via, platform
+			c.PPID, c.Via = ev.PID, ev.Via
+			c.setPlatform(platform)
 			if c.StartNs == 0 {
 				c.StartNs = ev.TsNs
 			}
-			c.Path, c.Argv = ev.Path, ev.Argv
-			c.Execs = append(c.Execs, Exec{TsNs: ev.TsNs, Path: ev.Path, Argv: ev.Argv, FDs: ev.FDs})
+			c.addExec(Exec{TsNs: ev.TsNs, Path: ev.Path, Argv: ev.Argv, FDs: ev.FDs})
 			newChild = ev.Child
 		}
 	case trace.EventFork:
 		if ev.Errno == 0 && ev.Child > 0 {
 			c := h.proc(ev.Child)
-			c.PPID, c.Via, c.Platform = ev.PID, ev.Via, platform
+			c.PPID, c.Via = ev.PID, ev.Via
+			c.setPlatform(platform)
 			if c.StartNs == 0 {
 				c.StartNs = ev.TsNs
 			}
@@ -290,12 +291,9 @@ func (h *Host) Record(ev trace.Event) {
 		if p.PPID == 0 {
 			p.PPID = ev.PPID
 		}
-		if p.Platform == "" || ev.Platform != "" {
-			p.Platform = platform
-		}
+		p.setPlatform(platform)
 		if ev.Errno == 0 {
-			p.Execs = append(p.Execs, Exec{TsNs: ev.TsNs, Path: ev.Path, Argv: ev.Argv, FDs: ev.FDs})
-			p.Path, p.Argv = ev.Path, ev.Argv
+			p.addExec(Exec{TsNs: ev.TsNs, Path: ev.Path, Argv: ev.Argv, FDs: ev.FDs})
 		} else if n := len(p.Execs); n > 0 && p.Execs[n-1].Path == ev.Path {
 			// The attempt before failed: take it back.
 			p.Execs = p.Execs[:n-1]
@@ -315,10 +313,36 @@ func (h *Host) Record(ev trace.Event) {
 		}
 		delete(h.live, ev.PID)
 	}
+	if ev.Platform == trace.PlatformPtrace {
+		h.proc(ev.PID).setPlatform(trace.PlatformPtrace) // the host writes only the lines of traced processes
+	}
 	h.mu.Unlock()
 	if newChild > 0 {
 		h.started(newChild)
 	}
+}
+
+// setPlatform records where the process runs. Once a line showed it
+// traced, it stays on the ptrace platform (a traced process cannot leave
+// it): lines of different processes arrive in any order, and the
+// library's line that created an adopted process may come after the
+// host's lines of it.
+func (p *Process) setPlatform(platform string) {
+	if p.Platform != trace.PlatformPtrace {
+		p.Platform = platform
+	}
+}
+
+// addExec adds a program the process ran, in time order (see setPlatform
+// for why lines can come late), and makes the latest its current one.
+func (p *Process) addExec(e Exec) {
+	i := len(p.Execs)
+	for i > 0 && p.Execs[i-1].TsNs > e.TsNs {
+		i--
+	}
+	p.Execs = slices.Insert(p.Execs, i, e)
+	last := p.Execs[len(p.Execs)-1]
+	p.Path, p.Argv = last.Path, last.Argv
 }
 
 // write sends ev to the trace writer.

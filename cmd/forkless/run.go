@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -343,6 +344,12 @@ func doRun(f *runFlags, rio runIO) int {
 		return exitCannotExec
 	}
 
+	if f.policy.Strict() {
+		// CMD is a new program too: what forkless inherited reaches it
+		// only through the keep list.
+		strictInherit(&f.policy)
+	}
+
 	tracePath := ""
 	switch {
 	case f.trace != "":
@@ -437,6 +444,23 @@ func doRun(f *runFlags, rio runIO) int {
 		printRunSummary(rio.stderr, tracePath, f)
 	}
 	return status
+}
+
+// strictInherit marks every descriptor from 3 up that the strict policy
+// does not keep close-on-exec in this process, so that CMD does not
+// inherit it.
+func strictInherit(p *libos.Policy) {
+	lo := 3
+	for _, k := range slices.Sorted(slices.Values(p.KeepFDs)) {
+		if k < lo {
+			continue
+		}
+		if k > lo {
+			unix.CloseRange(uint(lo), uint(k-1), unix.CLOSE_RANGE_CLOEXEC)
+		}
+		lo = k + 1
+	}
+	unix.CloseRange(uint(lo), ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 }
 
 // writeProcs writes the host's process table to path.

@@ -90,7 +90,10 @@ func (r *recorder) Record(ev trace.Event) {
 	if err := ev.Validate(); err != nil {
 		r.invalid = append(r.invalid, fmt.Sprintf("%+v: %v", ev, err))
 	}
-	if ev.Platform != trace.PlatformPtrace || ev.TsNs <= 0 {
+	// Every line says ptrace, but the exit of an untraced root, which is
+	// on the preload platform.
+	untracedRootExit := ev.Event == trace.EventExit && ev.PPID == os.Getpid()
+	if (ev.Platform != trace.PlatformPtrace && !untracedRootExit) || ev.TsNs <= 0 {
 		r.invalid = append(r.invalid, fmt.Sprintf("%+v: platform or ts_ns", ev))
 	}
 	r.events = append(r.events, ev)

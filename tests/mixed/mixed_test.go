@@ -114,7 +114,7 @@ func checkProcs(t *testing.T, path, dyn, static string) {
 		Processes []struct {
 			PID      int      `json:"pid"`
 			Platform string   `json:"platform"`
-			Exe      string   `json:"exe"`
+			Path     string   `json:"path"`
 			Argv     []string `json:"argv"`
 			Status   *int     `json:"status"`
 		} `json:"processes"`
@@ -122,7 +122,7 @@ func checkProcs(t *testing.T, path, dyn, static string) {
 	require.NoError(t, json.Unmarshal(data, &table), "%s", data)
 	labels := map[string]string{}
 	for _, p := range table.Processes {
-		if len(p.Argv) >= 2 && (p.Exe == dyn || p.Exe == static) {
+		if len(p.Argv) >= 2 && (p.Path == dyn || p.Path == static) {
 			labels[p.Argv[1]] = p.Platform
 			if assert.NotNil(t, p.Status, "pid %d %v ended with a known status", p.PID, p.Argv) {
 				assert.Equal(t, 0, *p.Status, "pid %d %v", p.PID, p.Argv)
