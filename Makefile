@@ -62,9 +62,9 @@ lint:
 test-go:
 	$(GO) test -count=1 ./...
 
-# The race stress and the engine under the race detector.
+# The race stress, the engine and the host under the race detector.
 test-race:
-	$(GO) test -count=1 -race ./spawn/... ./tests/... ./forkcp/... ./examples/...
+	$(GO) test -count=1 -race ./spawn/... ./libos/... ./tests/... ./forkcp/... ./examples/...
 
 # A short pass of every decoder's fuzzer, from the committed seed corpus.
 # (-fuzz takes one target at a time; minimisation is capped so the time
@@ -75,6 +75,7 @@ fuzz:
 	$(GO) test $(FUZZ) -fuzz '^FuzzReceive$$' ./forkcp/
 	$(GO) test $(FUZZ) -fuzz '^FuzzParseObservation$$' ./tests/difftest/
 	$(GO) test $(FUZZ) -fuzz '^FuzzDecode$$' ./internal/trace/
+	$(GO) test $(FUZZ) -fuzz '^FuzzHostMessage$$' ./libos/
 
 # CPython's own process-creation suites, natively and under the library:
 # the results must be the same.

@@ -153,53 +153,63 @@ func (s *server) serve(c *net.UnixConn) {
 		if n == 0 {
 			continue
 		}
-		msg := buf[:n]
-		if msg[0] == '{' {
-			ev, err := trace.ParseLine(bytes.TrimSuffix(msg, []byte{'\n'}))
-			if err != nil {
-				s.h.bad.Add(1)
-				continue
-			}
-			s.h.Record(ev)
-			continue
-		}
-		m, ok := parseHeader(msg)
-		if !ok || m.PID <= 0 {
-			s.h.bad.Add(1)
-			continue
-		}
-		pid := int(m.PID)
-		switch m.Type {
-		case MsgAdmit:
-			arg := int32(0)
-			if s.h.Admit(pid) {
-				held[pid]++
-				arg = 1
-			}
-			c.Write(header{Magic: ProtoMagic, Type: MsgAdmitReply, PID: m.PID, Arg: arg}.bytes(nil))
-		case MsgSettle:
-			if held[pid] > 0 {
-				held[pid]--
-				s.h.Settle(pid)
-			}
-		case MsgAdopt:
-			var filter []byte
-			arg := int32(0)
-			if a := s.h.getAdopter(); a != nil && pid == peer {
-				if err := a.Adopt(pid); err == nil {
-					filter = a.Filter()
-					if len(filter)%8 == 0 && len(filter) <= maxFilterBytes {
-						arg = 1
-					} else {
-						filter = nil
-					}
-				}
-			}
-			c.Write(header{Magic: ProtoMagic, Type: MsgAdoptReply, PID: m.PID, Arg: arg}.bytes(filter))
-		default:
-			s.h.bad.Add(1)
+		if reply := s.handle(buf[:n], peer, held); reply != nil {
+			c.Write(reply)
 		}
 	}
+}
+
+// handle acts on one message from the client peer and returns the reply
+// to send, if any. held counts the reservations made on this connection.
+// Any bytes are safe here: a message that is not a valid line or request
+// is counted as bad and dropped.
+func (s *server) handle(msg []byte, peer int, held map[int]int) []byte {
+	if msg[0] == '{' {
+		ev, err := trace.ParseLine(bytes.TrimSuffix(msg, []byte{'\n'}))
+		if err != nil {
+			s.h.bad.Add(1)
+			return nil
+		}
+		s.h.Record(ev)
+		return nil
+	}
+	m, ok := parseHeader(msg)
+	if !ok || m.PID <= 0 {
+		s.h.bad.Add(1)
+		return nil
+	}
+	pid := int(m.PID)
+	switch m.Type {
+	case MsgAdmit:
+		arg := int32(0)
+		if s.h.Admit(pid) {
+			held[pid]++
+			arg = 1
+		}
+		return header{Magic: ProtoMagic, Type: MsgAdmitReply, PID: m.PID, Arg: arg}.bytes(nil)
+	case MsgSettle:
+		if held[pid] > 0 {
+			held[pid]--
+			s.h.Settle(pid)
+		}
+		return nil
+	case MsgAdopt:
+		var filter []byte
+		arg := int32(0)
+		if a := s.h.getAdopter(); a != nil && pid == peer {
+			if err := a.Adopt(pid); err == nil {
+				filter = a.Filter()
+				if len(filter)%8 == 0 && len(filter) <= maxFilterBytes {
+					arg = 1
+				} else {
+					filter = nil
+				}
+			}
+		}
+		return header{Magic: ProtoMagic, Type: MsgAdoptReply, PID: m.PID, Arg: arg}.bytes(filter)
+	}
+	s.h.bad.Add(1)
+	return nil
 }
 
 func (s *server) close() error {

@@ -95,7 +95,11 @@ func newTreeBuilder(evs []Event) *treeBuilder {
 		if e.Event == EventExec && e.Errno == 0 && !b.failed[i] {
 			p.execs = append(p.execs, i)
 		}
-		if e.Event == EventExec || e.Errno != 0 || b.failed[i] || e.Child <= 0 {
+		// A lazy vfork whose exec failed after it had to make a real
+		// child still created that child (the fallback rides on the
+		// failure line).
+		realChild := e.Fallback != "" && e.Child > 0
+		if e.Event == EventExec || (e.Errno != 0 || b.failed[i]) && !realChild || e.Child <= 0 {
 			continue
 		}
 		c := get(e.Child)
@@ -174,7 +178,7 @@ func (b *treeBuilder) startOf(p *proc) *Program {
 	p.computed = true
 	if p.created >= 0 {
 		e := &b.evs[p.created]
-		if e.Event == EventSpawn {
+		if e.Event == EventSpawn && e.Errno == 0 && !b.failed[p.created] {
 			prog := programOf(e)
 			p.start = &prog
 		} else {

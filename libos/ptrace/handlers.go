@@ -294,7 +294,9 @@ func (t *Tracer) onSyscallStop(th *thread) {
 			if ev.Event == trace.EventSpawn {
 				ev.DurUS = time.Since(pd.spawnStart()).Microseconds()
 			}
-			t.record(ev)
+			if !pd.silent {
+				t.record(ev)
+			}
 		}
 	}
 	unix.PtraceCont(th.tid, 0)
@@ -355,6 +357,15 @@ func (t *Tracer) onExecEntry(th *thread, regs *unix.PtraceRegs) {
 		t.record(ev)
 		t.failSyscall(th, regs, unix.EACCES)
 		unix.PtraceCont(th.tid, 0)
+		return
+	}
+	if p.adopted {
+		// The library has traced this exec and applied the descriptor
+		// policy, keeping file-action targets that only it knows.
+		p.adopted = false
+		pd.ev, pd.silent = ev, true
+		th.pend = pd
+		t.resume(th, 0)
 		return
 	}
 	var inherit []fdInfo

@@ -2,7 +2,7 @@
 // and Go programs (and everything they start) under ptrace plus a seccomp
 // filter, so that only process creation, exec and ptrace stop in the
 // tracer while every other system call runs natively. See
-// docs/libos-ptrace.md.
+// docs/design.md, "The ptrace platform".
 //
 // All ptrace requests and the wait loop run on one locked OS thread. Other
 // goroutines (Adopt, Close) queue work for it and wake it through a
@@ -102,6 +102,10 @@ type proc struct {
 	vfork     *pending // creation of this vfork-style child, until it execs or exits
 	freeze    *freeze  // other threads being stopped for a fork
 	warned    bool     // the ptrace message was written
+	// adopted: the library of a preloaded process asked for it to be
+	// traced for its next exec, which the library itself has traced and
+	// put under the policy (strict with its file-action targets kept).
+	adopted bool
 }
 
 // thread is a traced thread.
@@ -150,6 +154,7 @@ type pending struct {
 	atEntry  bool          // an injected call is about to enter
 	heldSigs []unix.Signal // signals that arrived between injected calls
 	spawnFor *pending
+	silent   bool // the library traced this exec (an adopted process's first)
 }
 
 // New returns a tracer reporting to r and enforcing p. Its tracer thread
@@ -294,6 +299,7 @@ func (t *Tracer) adopt(pid int) error {
 		return fmt.Errorf("ptrace: adopt %d: %w", pid, unix.ESRCH)
 	}
 	p := t.addProc(pid, ppid)
+	p.adopted = true
 	if err := t.seizeAll(p, options); err != nil {
 		delete(t.procs, pid)
 		for tid := range p.threads {
