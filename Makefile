@@ -9,7 +9,7 @@ LIBS     = lib/libforkless.so
 # The preload library: C with minimal assembly, exporting only the
 # interposed symbols (preload/libforkless.map).
 PRELOAD_SRC  = $(wildcard preload/*.c preload/*.S)
-PRELOAD_DEPS = $(PRELOAD_SRC) $(wildcard preload/*.h) preload/libforkless.map
+PRELOAD_DEPS = $(PRELOAD_SRC) $(wildcard preload/*.h preload/*.inc) preload/libforkless.map
 # Two load segments instead of four and lazy binding: every program the
 # library is preloaded into pays for mapping and relocating it.
 PRELOAD_FLAGS = -fPIC -shared -fvisibility=hidden -fno-strict-aliasing \

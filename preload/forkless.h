@@ -196,6 +196,10 @@ enum fl_via {
 	FL_VIA_WORDEXP, /* a patched glibc's wordexp (hooks.c) */
 };
 enum fl_policy { FL_POL_NONE, FL_POL_EXEC_DENY, FL_POL_MAX_PROCS };
+/* fl_spawn_policed is fl_spawn for a program's own spawn request, as
+ * via: the host's process limit and exec policy, strict inheritance from
+ * the configuration, and the trace line. It fills req's policy fields. */
+FL_HIDDEN int fl_spawn_policed(struct fl_spawn *req, enum fl_via via, pid_t *child, int *pidfd);
 
 struct fl_trace_rec {
 	enum fl_event event;

@@ -115,37 +115,16 @@ EXPORT int __forkless_spawn_hook_v1(const struct forkless_spawn_call *c, pid_t *
 	struct fl_envbuf envbuf;
 	struct fl_spawn req = {
 		.path = c->file, .argv = c->argv, .envp = fl_sticky_env(c->envp, &envbuf),
-		.actions = acts, .nactions = c->nactions, .attr = &attr, .nkeep = -1,
+		.actions = acts, .nactions = c->nactions, .attr = &attr,
 		.flags = ((c->xflags & FORKLESS_SPAWN_USE_PATH) ? FL_SEARCH : 0) |
 			 ((c->xflags & FORKLESS_SPAWN_TRY_SHELL) ? FL_COMPAT_SH : 0) |
 			 ((c->xflags & FORKLESS_SPAWN_RET_PIDFD) ? FL_PIDFD : 0),
 	};
-	if (fl_cfg.strict)
-		req.keep = fl_cfg.keep, req.nkeep = fl_cfg.nkeep;
-	struct fl_fdlist fds;
-	int closed = 0, tracing = fl_tracing();
-	uint64_t t0 = 0;
-	if (tracing) {
-		fds.n = 0, fds.truncated = 0;
-		req.fdlist = &fds;
-		if (fl_cfg.strict)
-			req.strict_closed = &closed;
-		t0 = fl_now_ns();
-	}
-
 	pid_t child = 0;
 	int pidfd = -1;
-	int rc = fl_spawn(&child, &pidfd, &req);
+	int rc = fl_spawn_policed(&req, via_of(c), &child, &pidfd);
 	if (rc == 0 && pid)
 		*pid = (c->xflags & FORKLESS_SPAWN_RET_PIDFD) ? pidfd : child;
-	if (tracing) {
-		struct fl_trace_rec r = {
-			.event = FL_EV_SPAWN, .via = via_of(c), .child = rc == 0 ? child : 0,
-			.path = c->file, .argv = c->argv, .fds = rc == 0 ? &fds : 0,
-			.dur_ns = fl_now_ns() - t0, .err = rc, .strict_closed = closed,
-		};
-		fl_trace(&r);
-	}
 	if (acts != buf)
 		free(acts);
 	*result = rc;

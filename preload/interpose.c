@@ -14,6 +14,42 @@ typedef int (*spawn_fn)(pid_t *, const char *, const void *, const void *, char 
 
 #define STACK_ACTIONS 32
 
+int fl_spawn_policed(struct fl_spawn *req, enum fl_via via, pid_t *child, int *pidfd)
+{
+	req->nkeep = -1;
+	if (fl_cfg.strict)
+		req->keep = fl_cfg.keep, req->nkeep = fl_cfg.nkeep;
+	struct fl_fdlist fds;
+	int closed = 0, tracing = fl_tracing();
+	uint64_t t0 = 0;
+	if (tracing) {
+		fds.n = 0, fds.truncated = 0;
+		req->fdlist = &fds;
+		if (fl_cfg.strict)
+			req->strict_closed = &closed;
+		t0 = fl_now_ns();
+	}
+	int denied = 0, rc;
+	req->denied = &denied;
+	int admitted = fl_admit(); /* the host's process limit */
+	if (admitted == 0)
+		rc = EAGAIN;
+	else
+		rc = fl_spawn(child, pidfd, req);
+	if (tracing) {
+		struct fl_trace_rec r = {
+			.event = FL_EV_SPAWN, .via = via, .child = rc == 0 ? *child : 0,
+			.path = req->path, .argv = req->argv, .fds = rc == 0 ? &fds : 0,
+			.dur_ns = fl_now_ns() - t0, .err = rc, .strict_closed = closed,
+			.policy = admitted == 0 ? FL_POL_MAX_PROCS : denied && rc ? FL_POL_EXEC_DENY : FL_POL_NONE,
+		};
+		fl_trace(&r);
+	}
+	if (admitted == 1)
+		fl_settle();
+	return rc;
+}
+
 static int spawn_common(enum fl_via via, int flags, spawn_fn *realp, pid_t *pid, const char *path,
 			const void *fa, const void *at, char *const argv[], char *const envp[])
 {
@@ -48,43 +84,12 @@ static int spawn_common(enum fl_via via, int flags, spawn_fn *realp, pid_t *pid,
 
 	struct fl_spawn req = {
 		.path = path, .argv = argv, .envp = envp, .actions = acts, .nactions = n,
-		.attr = &attr, .flags = flags, .nkeep = -1,
+		.attr = &attr, .flags = flags,
 	};
-	if (fl_cfg.strict)
-		req.keep = fl_cfg.keep, req.nkeep = fl_cfg.nkeep;
-	struct fl_fdlist fds;
-	int closed = 0, tracing = fl_tracing();
-	uint64_t t0 = 0;
-	if (tracing) {
-		fds.n = 0, fds.truncated = 0;
-		req.fdlist = &fds;
-		if (fl_cfg.strict)
-			req.strict_closed = &closed;
-		t0 = fl_now_ns();
-	}
-
 	pid_t child = 0;
-	int denied = 0, rc;
-	req.denied = &denied;
-	int admitted = fl_admit(); /* the host's process limit */
-	if (admitted == 0)
-		rc = EAGAIN;
-	else
-		rc = fl_spawn(&child, 0, &req);
+	int rc = fl_spawn_policed(&req, via, &child, 0);
 	if (rc == 0 && pid)
 		*pid = child;
-
-	if (tracing) {
-		struct fl_trace_rec r = {
-			.event = FL_EV_SPAWN, .via = via, .child = rc == 0 ? child : 0,
-			.path = path, .argv = argv, .fds = rc == 0 ? &fds : 0,
-			.dur_ns = fl_now_ns() - t0, .err = rc, .strict_closed = closed,
-			.policy = admitted == 0 ? FL_POL_MAX_PROCS : denied && rc ? FL_POL_EXEC_DENY : FL_POL_NONE,
-		};
-		fl_trace(&r);
-	}
-	if (admitted == 1)
-		fl_settle();
 	if (acts != buf)
 		free(acts);
 	return rc;

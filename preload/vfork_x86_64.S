@@ -16,39 +16,8 @@
  *    0 without a child. fl_lz_resume returns from here a second time, with
  *    the child's pid. */
 
-	.text
-	.globl	vfork
-	.type	vfork, @function
-vfork:
-	.cfi_startproc
-	subq	$8, %rsp		/* 16-byte alignment for the call */
-	.cfi_adjust_cfa_offset 8
-	call	fl_vfork_entry@PLT
-	addq	$8, %rsp
-	.cfi_adjust_cfa_offset -8
-	testq	%rax, %rax
-	jz	1f
-	.cfi_remember_state
-	popq	%rcx			/* the return address */
-	.cfi_adjust_cfa_offset -8
-	.cfi_register rip, rcx
-	movq	%rbx, 0(%rax)
-	movq	%rbp, 8(%rax)
-	movq	%r12, 16(%rax)
-	movq	%r13, 24(%rax)
-	movq	%r14, 32(%rax)
-	movq	%r15, 40(%rax)
-	movq	%rsp, 48(%rax)
-	movq	%rcx, 56(%rax)
-	stmxcsr	64(%rax)
-	fnstcw	68(%rax)
-	movb	$1, 72(%rax)		/* selector: block */
-	xorl	%eax, %eax
-	jmpq	*%rcx
-1:
-	.cfi_restore_state
-	jmpq	*%rdx
-	.cfi_endproc
-	.size	vfork, .-vfork
+#include "vfork_trampoline.inc"
+
+	fl_vfork_trampoline vfork, fl_vfork_entry@PLT
 
 	.section .note.GNU-stack,"",@progbits
