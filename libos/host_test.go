@@ -33,27 +33,15 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// syncBuf is a concurrency-safe trace sink.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) events(t *testing.T) []trace.Event {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	evs, errs := trace.Decode(bytes.NewReader(s.b.Bytes()))
+// events decodes out, which must hold only good lines.
+func events(t *testing.T, out *trace.Buffer) []trace.Event {
+	t.Helper()
+	evs, errs := out.Decode()
 	require.Empty(t, errs)
 	return evs
 }
 
-func newTestHost(t *testing.T, p Policy, w *syncBuf) *Host {
+func newTestHost(t *testing.T, p Policy, w *trace.Buffer) *Host {
 	t.Helper()
 	cfg := Config{Policy: p, NoGuard: true, NoCgroup: true, Dir: t.TempDir()}
 	if w != nil {
@@ -68,7 +56,7 @@ func newTestHost(t *testing.T, p Policy, w *syncBuf) *Host {
 func st(v int) *int { return &v }
 
 func TestTableFromEvents(t *testing.T) {
-	var out syncBuf
+	var out trace.Buffer
 	h := newTestHost(t, Policy{}, &out)
 	// Real, live processes so that the watcher has something to watch
 	// (not this one: Close kills the tree).
@@ -112,7 +100,7 @@ func TestTableFromEvents(t *testing.T) {
 	assert.NotContains(t, h.Live(), child)
 
 	// Every event went to the trace, in order, as valid lines.
-	evs := out.events(t)
+	evs := events(t, &out)
 	require.Len(t, evs, 6)
 	assert.Equal(t, trace.EventExit, evs[5].Event)
 
@@ -231,7 +219,7 @@ func request(t *testing.T, c *net.UnixConn, typ uint16, pid int) header {
 }
 
 func TestSocketClient(t *testing.T) {
-	var out syncBuf
+	var out trace.Buffer
 	h := newTestHost(t, Policy{MaxProcs: 2}, &out)
 	assert.Contains(t, h.Env(), EnvHost+"="+h.Socket())
 	assert.Contains(t, h.Env(), "FORKLESS_MAX_PROCS=2")
@@ -254,7 +242,7 @@ func TestSocketClient(t *testing.T) {
 	assert.Equal(t, uint16(MsgAdmitReply), m.Type)
 	assert.Equal(t, int32(1), m.Arg)
 	assert.Equal(t, int64(5), h.BadLines())
-	evs := out.events(t)
+	evs := events(t, &out)
 	require.Len(t, evs, 1)
 	assert.Equal(t, "/bin/x", evs[0].Path)
 	assert.Equal(t, 32769, evs[0].FDs[0].Flags)

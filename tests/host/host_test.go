@@ -30,28 +30,17 @@ import (
 
 var hostProg = testbin.Program{Dir: "hostprog", Out: "forkless-hostprog", Flags: []string{"-pthread"}}
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) events(t *testing.T) []trace.Event {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	evs, errs := trace.Decode(bytes.NewReader(s.b.Bytes()))
+// events decodes out, which must hold only good lines.
+func events(t *testing.T, out *trace.Buffer) []trace.Event {
+	t.Helper()
+	evs, errs := out.Decode()
 	require.Empty(t, errs)
 	return evs
 }
 
 type env struct {
 	h    *libos.Host
-	out  *syncBuf
+	out  *trace.Buffer
 	prog string
 	pre  string
 }
@@ -61,7 +50,7 @@ func setup(t *testing.T, p libos.Policy) *env {
 	if _, err := exec.LookPath("gcc"); err != nil {
 		t.Skip("no gcc")
 	}
-	e := &env{out: &syncBuf{}}
+	e := &env{out: &trace.Buffer{}}
 	e.prog = testbin.MustBuild(t, hostProg)
 	e.pre = testbin.Preload(t)
 	h, err := libos.NewHost(libos.Config{Policy: p, Trace: e.out, NoGuard: true, NoCgroup: true, Dir: t.TempDir()})
@@ -106,7 +95,7 @@ func (e *env) wait(t *testing.T, what string, cond func(ev trace.Event) bool) []
 	t.Helper()
 	var evs []trace.Event
 	ok := assert.Eventually(t, func() bool {
-		evs = e.out.events(t)
+		evs = events(t, e.out)
 		for _, ev := range evs {
 			if cond(ev) {
 				return true
@@ -231,10 +220,10 @@ func TestThreads(t *testing.T) {
 		return len(s), len(x)
 	}
 	assert.Eventually(t, func() bool {
-		s, x := spawnsAndExits(e.out.events(t))
+		s, x := spawnsAndExits(events(t, e.out))
 		return s == 160 && x == 160
 	}, 20*time.Second, 10*time.Millisecond)
-	s, x := spawnsAndExits(e.out.events(t))
+	s, x := spawnsAndExits(events(t, e.out))
 	assert.Equal(t, 160, s)
 	assert.Equal(t, 160, x)
 	assert.Zero(t, e.h.BadLines())
@@ -526,8 +515,8 @@ func TestInertWhenTraced(t *testing.T) {
 	assert.Equal(t, []int{0}, outInt(t, out, "spawn"))
 	// Lines would have been sent before the exit; give the server a
 	// moment to handle any.
-	assert.Never(t, func() bool { return len(e.out.events(t)) > 0 }, 300*time.Millisecond, 10*time.Millisecond,
-		"nothing reported by the traced process: %v", e.out.events(t))
+	assert.Never(t, func() bool { return len(events(t, e.out)) > 0 }, 300*time.Millisecond, 10*time.Millisecond,
+		"nothing reported by the traced process: %v", events(t, e.out))
 	// Its untraced children (fork) are not on the ptrace platform: they
 	// report. (Nothing to check here: they only _exit.)
 }
