@@ -450,15 +450,17 @@ func (h *Host) Close() error {
 	}
 	h.mu.Unlock()
 	var errs []error
-	if h.srv != nil {
-		errs = append(errs, h.srv.close())
-	}
 	if h.cg != nil {
 		h.cg.kill()
 	}
 	// Processes outside the cgroup (or without one): the watcher's
 	// pidfds name exactly the processes we saw start.
 	h.watch.killAll()
+	if h.srv != nil {
+		// After the kill: the server reads what the tree wrote until
+		// each connection's end is closed by its process's death.
+		errs = append(errs, h.srv.close())
+	}
 	h.watch.close()
 	if h.cg != nil {
 		errs = append(errs, h.cg.remove())

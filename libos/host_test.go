@@ -431,3 +431,23 @@ func TestCloseEndsTheTree(t *testing.T) {
 		})
 	}
 }
+
+// TestCloseReadsWhatWasSent: lines a process sent just before it ended
+// reach the trace even when the host closes at once, before it accepted
+// or read the connections (a tree's last processes end right before
+// forkless run closes its host).
+func TestCloseReadsWhatWasSent(t *testing.T) {
+	var out trace.Buffer
+	h := newTestHost(t, Policy{}, &out)
+	const n = 20
+	for i := range n {
+		c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: h.Socket(), Net: "unixpacket"})
+		require.NoError(t, err)
+		line := fmt.Sprintf(`{"v":1,"ts_ns":%d,"pid":%d,"ppid":1,"tid":%d,"event":"exit","via":"exit","errno":0,"status":0}`, i+1, 1000+i, 1000+i)
+		_, err = c.Write([]byte(line))
+		require.NoError(t, err)
+		require.NoError(t, c.Close())
+	}
+	require.NoError(t, h.Close())
+	assert.Len(t, events(t, &out), n, "every line sent before Close is in the trace")
+}

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"os"
 	"sync"
+	"time"
 
 	"github.com/forkless/forkless/internal/trace"
 	"golang.org/x/sys/unix"
@@ -212,14 +214,54 @@ func (s *server) handle(msg []byte, peer int, held map[int]int) []byte {
 	return nil
 }
 
+// drainRead bounds how long close reads what a connection still holds;
+// its peer is normally gone by then (EOF comes at once).
+const drainRead = 2 * time.Second
+
+// close stops serving, but only after reading what the tree sent: lines
+// written just before a process ended must reach the trace. Call it once
+// the tree's processes are gone. Connections still waiting in the
+// listener's backlog are accepted without blocking, and every connection
+// is read until EOF (or drainRead).
 func (s *server) close() error {
+	if rc, err := s.ln.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) {
+			for {
+				nfd, _, err := unix.Accept4(int(fd), unix.SOCK_CLOEXEC)
+				if err != nil {
+					return // EAGAIN: the backlog is empty
+				}
+				s.adopt(nfd)
+			}
+		})
+	}
 	s.mu.Lock()
 	s.closed = true
 	err := s.ln.Close()
+	deadline := time.Now().Add(drainRead)
 	for c := range s.conns {
-		c.Close()
+		c.SetReadDeadline(deadline)
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
 	return err
+}
+
+// adopt serves a connection accepted outside accept.
+func (s *server) adopt(fd int) {
+	f := os.NewFile(uintptr(fd), "forkless-host-conn")
+	nc, err := net.FileConn(f)
+	f.Close()
+	c, ok := nc.(*net.UnixConn)
+	if err != nil || !ok {
+		if nc != nil {
+			nc.Close()
+		}
+		return
+	}
+	s.mu.Lock()
+	s.conns[c] = true
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go s.serve(c)
 }
