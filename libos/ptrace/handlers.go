@@ -102,7 +102,7 @@ func (t *Tracer) onCreate(th *thread, regs *unix.PtraceRegs) {
 		return
 	}
 	pd := &pending{kind: kCreate, start: time.Now(), flags: flags, via: via, vforkish: vforkish,
-		parent: p.pid, ptid: th.tid}
+		parent: p.pid, ptid: th.tid, admitted: true}
 	th.pend = pd
 	if flags&unix.CLONE_VM == 0 {
 		// A real fork: the handle table is copied. Stop every other
@@ -202,6 +202,14 @@ func (t *Tracer) onNew(th *thread) {
 	}
 	c := t.addProc(child, ppid)
 	t.addThread(c, child)
+	if pd == nil {
+		if via, vforkish := classify(nr, flags); vforkish {
+			// A vfork-style creation the filter let through (no process
+			// limit): followed from here, like one that stopped.
+			pd = &pending{kind: kCreate, start: time.Now(), flags: flags, via: via, vforkish: true,
+				parent: p.pid, ptid: th.tid}
+		}
+	}
 	switch {
 	case pd == nil:
 		// A creation that did not pass the filter (an adopted process
@@ -219,7 +227,7 @@ func (t *Tracer) onNew(th *thread) {
 		t.record(trace.Event{PID: pd.parent, PPID: p.ppid, TID: pd.ptid, Event: trace.EventFork, Via: pd.via,
 			Child: child, DurUS: time.Since(pd.start).Microseconds(), Threads: pd.nthreads,
 			FDs: pd.fds, FDsTruncated: pd.fdsTrunc})
-		t.rep.Settle(pd.parent)
+		t.settle(pd)
 		if f := p.freeze; f != nil && f.forker == th {
 			t.unfreeze(p) // the kernel has copied the table
 		}
@@ -265,7 +273,7 @@ func (t *Tracer) onSyscallStop(th *thread) {
 				t.record(trace.Event{PID: pd.parent, PPID: t.ppidOf(pd.parent), TID: pd.ptid,
 					Event: trace.EventSpawn, Via: trace.ViaVfork, Errno: int(-ret),
 					DurUS: time.Since(pd.start).Microseconds()})
-				t.rep.Settle(pd.parent)
+				t.settle(pd)
 			}
 		} else {
 			ev := trace.Event{PID: pd.parent, PPID: t.ppidOf(pd.parent), TID: pd.ptid,
@@ -278,7 +286,7 @@ func (t *Tracer) onSyscallStop(th *thread) {
 				ev.FDs, ev.FDsTruncated = pd.fds, pd.fdsTrunc
 			}
 			t.record(ev)
-			t.rep.Settle(pd.parent)
+			t.settle(pd)
 			if f := th.p.freeze; f != nil && f.forker == th {
 				t.unfreeze(th.p)
 			}
@@ -484,7 +492,7 @@ func (t *Tracer) onExec(th *thread) {
 	}
 	if c := p.vfork; c != nil {
 		p.vfork = nil
-		t.rep.Settle(c.parent)
+		t.settle(c)
 	}
 	unix.PtraceCont(th.tid, 0)
 }
