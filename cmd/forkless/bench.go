@@ -128,6 +128,9 @@ func parseBenchFlags(args []string, stdout io.Writer) (*benchFlags, error) {
 
 // printFlags lists the flags GNU-style, as --name ARG.
 func printFlags(w io.Writer, fs *flag.FlagSet) {
+	type line struct{ name, usage string }
+	var lines []line
+	width := 18
 	fs.VisitAll(func(fl *flag.Flag) {
 		arg, usage := flag.UnquoteUsage(fl)
 		if _, isBool := fl.Value.(interface{ IsBoolFlag() bool }); isBool {
@@ -137,12 +140,15 @@ func printFlags(w io.Writer, fs *flag.FlagSet) {
 		if arg != "" {
 			name += " " + arg
 		}
-		def := ""
 		if fl.DefValue != "" && fl.DefValue != "false" {
-			def = " (default " + fl.DefValue + ")"
+			usage += " (default " + fl.DefValue + ")"
 		}
-		fmt.Fprintf(w, "  %-18s %s%s\n", name, usage, def)
+		lines = append(lines, line{name, usage})
+		width = max(width, len(name))
 	})
+	for _, l := range lines {
+		fmt.Fprintf(w, "  %-*s %s\n", width, l.name, l.usage)
+	}
 }
 
 // parseSizes parses "16,1024,4096".

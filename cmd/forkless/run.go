@@ -135,9 +135,9 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, error) {
 	keep := fs.String("keep-fds", "", "comma-separated `LIST` of descriptors strict mode keeps besides 0, 1 and 2")
 	fs.Var(&allow, "exec-allow", "allow only programs matching `PATTERN` (repeatable)")
 	fs.Var(&deny, "exec-deny", "deny programs matching `PATTERN` (repeatable; wins over --exec-allow)")
-	fs.IntVar(&f.policy.MaxProcs, "max-procs", 0, "at most `N` live processes in the tree (0: no limit)")
+	fs.IntVar(&f.policy.MaxProcs, "max-procs", 0, "at most `N` live processes in the tree; 0: no limit")
 	fs.StringVar(&f.lib, "lib", "", "preload library `PATH` (default: lib/libforkless.so next to this program's bin/)")
-	fs.StringVar(&f.platform, "platform", platformAuto, "`PLATFORM` of CMD: auto, preload or ptrace")
+	fs.StringVar(&f.platform, "platform", platformAuto, "run CMD on `PLATFORM`: auto (by its kind), preload or ptrace")
 	fs.StringVar(&f.glibc, "glibc", "", "run CMD on the patched glibc build in `DIR` (make glibc: build/glibc-2.36)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), runUsage)
