@@ -176,7 +176,8 @@ func hasHooksSection(t *testing.T, path string) bool {
 // TestHooksStatic: a static program linked with the patched libc.a and
 // lib/libforkless.a creates every process through forkless (in the
 // trace, without LD_PRELOAD or any tracer), and forkless run recognises
-// it; the same program linked without lib/libforkless.a is refused.
+// it and lets it report itself; the same program linked without
+// lib/libforkless.a runs on the ptrace platform instead.
 func TestHooksStatic(t *testing.T) {
 	forEach(t, func(t *testing.T, b build) {
 		dir := t.TempDir()
@@ -209,8 +210,20 @@ func TestHooksStatic(t *testing.T) {
 		assert.Zero(t, real.count(real.pid, trace.EventSpawn, trace.ViaVfork), "vfork with FORKLESS_VFORK=real")
 		assert.Equal(t, 1, real.count(real.pid, trace.EventSpawn, trace.ViaWordexp), "wordexp with FORKLESS_VFORK=real")
 
-		refused := runHooked(t, plain)
-		assert.Equal(t, 125, refused.exit, "a static program without the hooks is refused:\n%s", refused.out)
+		for _, e := range r.events {
+			if e.PID == r.pid {
+				assert.NotEqual(t, trace.PlatformPtrace, e.Platform, "the hooked program is not traced: %+v", e)
+			}
+		}
+		traced := runHooked(t, plain)
+		require.Zero(t, traced.exit, "a static program without the hooks runs on the ptrace platform:\n%s", traced.out)
+		fromHost := 0
+		for _, e := range traced.events {
+			if e.PID == traced.pid && e.Platform == trace.PlatformPtrace {
+				fromHost++
+			}
+		}
+		assert.Positive(t, fromHost, "the host traces the program without the hooks")
 
 		// Without forkless run the program works the same (no trace).
 		cmd := exec.Command(hooked, dir)
