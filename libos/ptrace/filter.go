@@ -2,7 +2,6 @@ package ptrace
 
 import (
 	"encoding/binary"
-	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -41,7 +40,6 @@ const (
 	bpfJge    = unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K
 	bpfJset   = unix.BPF_JMP | unix.BPF_JSET | unix.BPF_K
 	bpfRet    = unix.BPF_RET | unix.BPF_K
-	bpfAnd    = unix.BPF_ALU | unix.BPF_AND | unix.BPF_K
 	offNr     = 0
 	offArch   = 4
 	offArg0Lo = 16 // args[0], low 32 bits (little endian)
@@ -92,13 +90,7 @@ func assemble(prog []insn) []unix.SockFilter {
 //     only decodes the x86_64 calling convention; failing these calls
 //     keeps a 32-bit program from creating processes the platform cannot
 //     follow, while the rest of such a program still runs.
-//
-// With spawnsFree (no process limit to enforce), vfork and clone with
-// CLONE_VM|CLONE_VFORK run without a stop at their entry: the tracer
-// learns of the child from PTRACE_EVENT_VFORK, and its exec stops as
-// every exec does. That is one stop less per posix_spawn (glibc 2.36's is
-// such a clone; clone3's flags are in memory, where BPF cannot look).
-func filterProgram(spawnsFree bool) []unix.SockFilter {
+func filterProgram() []unix.SockFilter {
 	const (
 		allow = unix.SECCOMP_RET_ALLOW
 		trace = unix.SECCOMP_RET_TRACE
@@ -111,26 +103,14 @@ func filterProgram(spawnsFree bool) []unix.SockFilter {
 		{code: bpfJge, k: x32Bit, jt: "x32"},
 		{code: bpfJeq, k: sysClone, jt: "clone"},
 	}
-	traced := []uint32{sysFork, sysVfork, sysClone3, sysExecve, sysExecveat, sysPtrace}
-	if spawnsFree {
-		traced = slices.DeleteFunc(traced, func(nr uint32) bool { return nr == sysVfork })
-	}
-	for _, nr := range traced {
+	for _, nr := range []uint32{sysFork, sysVfork, sysClone3, sysExecve, sysExecveat, sysPtrace} {
 		p = append(p, insn{code: bpfJeq, k: nr, jt: "trace"})
 	}
 	p = append(p,
 		insn{code: bpfRet, k: allow},
 		insn{code: bpfLdAbs, k: offArg0Lo, label: "clone"},
-		insn{code: bpfJset, k: unix.CLONE_THREAD, jt: "allow2"},
-	)
-	if spawnsFree {
-		const vm = unix.CLONE_VM | unix.CLONE_VFORK
-		p = append(p,
-			insn{code: bpfAnd, k: vm},
-			insn{code: bpfJeq, k: vm, jt: "allow2"},
-		)
-	}
-	p = append(p,
+		insn{code: bpfJset, k: unix.CLONE_THREAD, jf: "trace"},
+		insn{code: bpfRet, k: allow},
 		insn{code: bpfRet, k: trace, label: "trace"},
 		insn{code: bpfLdAbs, k: offNr, label: "x32"},
 	)
@@ -154,8 +134,8 @@ func filterProgram(spawnsFree bool) []unix.SockFilter {
 
 // filterBytes encodes the filter as struct sock_filter entries in native
 // byte order.
-func filterBytes(spawnsFree bool) []byte {
-	prog := filterProgram(spawnsFree)
+func filterBytes() []byte {
+	prog := filterProgram()
 	b := make([]byte, 0, 8*len(prog))
 	for _, f := range prog {
 		b = binary.NativeEndian.AppendUint16(b, f.Code)

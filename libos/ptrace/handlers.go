@@ -102,7 +102,7 @@ func (t *Tracer) onCreate(th *thread, regs *unix.PtraceRegs) {
 		return
 	}
 	pd := &pending{kind: kCreate, start: time.Now(), flags: flags, via: via, vforkish: vforkish,
-		parent: p.pid, ptid: th.tid, admitted: true}
+		parent: p.pid, ptid: th.tid}
 	th.pend = pd
 	if flags&unix.CLONE_VM == 0 {
 		// A real fork: the handle table is copied. Stop every other
@@ -202,14 +202,6 @@ func (t *Tracer) onNew(th *thread) {
 	}
 	c := t.addProc(child, ppid)
 	t.addThread(c, child)
-	if pd == nil {
-		if via, vforkish := classify(nr, flags); vforkish {
-			// A vfork-style creation the filter let through (no process
-			// limit): followed from here, like one that stopped.
-			pd = &pending{kind: kCreate, start: time.Now(), flags: flags, via: via, vforkish: true,
-				parent: p.pid, ptid: th.tid}
-		}
-	}
 	switch {
 	case pd == nil:
 		// A creation that did not pass the filter (an adopted process
@@ -227,7 +219,7 @@ func (t *Tracer) onNew(th *thread) {
 		t.record(trace.Event{PID: pd.parent, PPID: p.ppid, TID: pd.ptid, Event: trace.EventFork, Via: pd.via,
 			Child: child, DurUS: time.Since(pd.start).Microseconds(), Threads: pd.nthreads,
 			FDs: pd.fds, FDsTruncated: pd.fdsTrunc})
-		t.settle(pd)
+		t.rep.Settle(pd.parent)
 		if f := p.freeze; f != nil && f.forker == th {
 			t.unfreeze(p) // the kernel has copied the table
 		}
@@ -273,7 +265,7 @@ func (t *Tracer) onSyscallStop(th *thread) {
 				t.record(trace.Event{PID: pd.parent, PPID: t.ppidOf(pd.parent), TID: pd.ptid,
 					Event: trace.EventSpawn, Via: trace.ViaVfork, Errno: int(-ret),
 					DurUS: time.Since(pd.start).Microseconds()})
-				t.settle(pd)
+				t.rep.Settle(pd.parent)
 			}
 		} else {
 			ev := trace.Event{PID: pd.parent, PPID: t.ppidOf(pd.parent), TID: pd.ptid,
@@ -286,7 +278,7 @@ func (t *Tracer) onSyscallStop(th *thread) {
 				ev.FDs, ev.FDsTruncated = pd.fds, pd.fdsTrunc
 			}
 			t.record(ev)
-			t.settle(pd)
+			t.rep.Settle(pd.parent)
 			if f := th.p.freeze; f != nil && f.forker == th {
 				t.unfreeze(th.p)
 			}
@@ -492,7 +484,7 @@ func (t *Tracer) onExec(th *thread) {
 	}
 	if c := p.vfork; c != nil {
 		p.vfork = nil
-		t.settle(c)
+		t.rep.Settle(c.parent)
 	}
 	unix.PtraceCont(th.tid, 0)
 }

@@ -16,7 +16,6 @@ const StubArg = "__ptrace-stub"
 // Stub modes (argv[2]).
 const (
 	stubExec     = "exec"     // exec PATH ARGV...: wait for the tracer, install the filter, exec
-	stubExecAll  = "exec-all" // the same with the filter that stops every creation (a process limit)
 	stubDoorbell = "doorbell" // pause forever; the tracer's wake-up line
 )
 
@@ -35,7 +34,7 @@ func StubMain(args []string) int {
 			unix.Pause()
 		}
 	}
-	if len(args) < 3 || (args[0] != stubExec && args[0] != stubExecAll) {
+	if len(args) < 3 || args[0] != stubExec {
 		fmt.Fprintf(os.Stderr, "forkless: %s: want %s PATH ARGV0 [ARG...]\n", StubArg, stubExec)
 		return 125
 	}
@@ -49,7 +48,7 @@ func StubMain(args []string) int {
 		fmt.Fprintf(os.Stderr, "forkless: ptrace stub: the tracer did not seize the process (%v)\n", err)
 		return 125
 	}
-	if err := installFilter(args[0] == stubExec); err != nil {
+	if err := installFilter(); err != nil {
 		fmt.Fprintf(os.Stderr, "forkless: ptrace stub: seccomp filter: %v\n", err)
 		return 125
 	}
@@ -64,8 +63,8 @@ func StubMain(args []string) int {
 // installFilter installs the platform's seccomp filter on the calling
 // thread. A privileged process (CAP_SYS_ADMIN) may install it as it is;
 // otherwise the kernel requires no_new_privs, which is set then.
-func installFilter(spawnsFree bool) error {
-	prog := filterProgram(spawnsFree)
+func installFilter() error {
+	prog := filterProgram()
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
 	set := func() error {
 		_, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&fprog)))

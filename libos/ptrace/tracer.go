@@ -154,7 +154,6 @@ type pending struct {
 	atEntry  bool          // an injected call is about to enter
 	heldSigs []unix.Signal // signals that arrived between injected calls
 	spawnFor *pending
-	admitted bool // kCreate: Admit reserved room, Settle must follow
 	silent   bool // the library traced this exec (an adopted process's first)
 }
 
@@ -178,11 +177,7 @@ func New(r libos.Reporter, p libos.Policy) *Tracer {
 
 // Filter returns the seccomp BPF program (struct sock_filter entries)
 // that the stub installs (libos.Adopter).
-func (t *Tracer) Filter() []byte { return filterBytes(t.spawnsFree()) }
-
-// spawnsFree: no process limit, so vfork-style creations need no stop at
-// their entry (filterProgram).
-func (t *Tracer) spawnsFree() bool { return t.pol.MaxProcs == 0 }
+func (t *Tracer) Filter() []byte { return filterBytes() }
 
 var errClosed = errors.New("ptrace: tracer closed")
 
@@ -494,11 +489,7 @@ func (t *Tracer) startRoot(spec Spec, stub string) (int, error) {
 	defer r.Close()
 	defer w.Close()
 	attr.Files = append(attr.Files, r.Fd())
-	mode := stubExec
-	if !t.spawnsFree() {
-		mode = stubExecAll
-	}
-	argv := append([]string{stub, StubArg, mode, spec.Path}, spec.Argv...)
+	argv := append([]string{stub, StubArg, stubExec, spec.Path}, spec.Argv...)
 	pid, err := syscall.ForkExec(stub, argv, attr)
 	if err != nil {
 		return 0, fmt.Errorf("start the ptrace stub %s: %w", stub, err)
@@ -779,7 +770,7 @@ func (t *Tracer) threadExit(th *thread, ws unix.WaitStatus) {
 	delete(t.threads, th.tid)
 	delete(p.threads, th.tid)
 	if pd := th.pend; pd != nil && pd.kind == kCreate && (!pd.vforkish || pd.child == 0) {
-		t.settle(pd) // killed inside the creation
+		t.rep.Settle(pd.parent) // killed inside the creation
 	}
 	if f := p.freeze; f != nil {
 		delete(f.waiting, th)
@@ -793,14 +784,6 @@ func (t *Tracer) threadExit(th *thread, ws unix.WaitStatus) {
 		return
 	}
 	t.procEnded(p, ws)
-}
-
-// settle ends the reservation of a creation, if it made one.
-func (t *Tracer) settle(pd *pending) {
-	if pd.admitted {
-		pd.admitted = false
-		t.rep.Settle(pd.parent)
-	}
 }
 
 // procEnded records the end of p and forgets it.
@@ -818,7 +801,7 @@ func (t *Tracer) procEnded(p *proc, ws unix.WaitStatus) {
 				DurUS: time.Since(c.start).Microseconds()})
 		}
 		p.vfork = nil
-		t.settle(c)
+		t.rep.Settle(c.parent)
 	}
 	t.recordExit(p.pid, p.ppid, ws)
 	if p.pid == t.root {
