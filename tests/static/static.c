@@ -11,6 +11,7 @@
  *   system CMD             system(CMD)
  *   popen CMD              popen(CMD, "r"), print what it wrote
  *   spawnloop N PROG       posix_spawn + wait, N times
+ *   vforkloop N PROG       vfork + exec + wait, N times
  *   forkloop N PROG        fork + exec + wait, N times
  *   syscalls N [allow-all] N getppid calls and N 1-byte reads of /dev/zero;
  *                          allow-all: under a seccomp filter allowing everything
@@ -197,6 +198,18 @@ static void onusr1(int sig)
 	(void)sig;
 }
 
+/* vfork_exec starts path in a vfork child; a function of its own, so
+ * that the caller's variables are not the child's to clobber. */
+static __attribute__((noinline)) pid_t vfork_exec(const char *path, char *const av[])
+{
+	pid_t pid = vfork();
+	if (pid == 0) {
+		execv(path, av);
+		_exit(127);
+	}
+	return pid;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -271,7 +284,7 @@ int main(int argc, char **argv)
 		printf("popen: status %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 		return 0;
 	}
-	if ((!strcmp(mode, "spawnloop") || !strcmp(mode, "forkloop")) && argc == 4) {
+	if ((!strcmp(mode, "spawnloop") || !strcmp(mode, "forkloop") || !strcmp(mode, "vforkloop")) && argc == 4) {
 		int n = atoi(argv[2]);
 		char *av[] = {argv[3], NULL};
 		for (int i = 0; i < n; i++) {
@@ -279,6 +292,9 @@ int main(int argc, char **argv)
 			if (mode[0] == 's') {
 				if (posix_spawn(&pid, argv[3], NULL, NULL, av, environ) != 0)
 					return fail(mode, "posix_spawn");
+			} else if (mode[0] == 'v') {
+				if ((pid = vfork_exec(argv[3], av)) < 0)
+					return fail(mode, "vfork");
 			} else {
 				pid = fork();
 				if (pid < 0)
