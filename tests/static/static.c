@@ -198,6 +198,17 @@ static void onusr1(int sig)
 	(void)sig;
 }
 
+/* fork_exec starts path in a forked child. */
+static pid_t fork_exec(const char *path, char *const av[])
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		execv(path, av);
+		_exit(127);
+	}
+	return pid;
+}
+
 /* vfork_exec starts path in a vfork child; a function of its own, so
  * that the caller's variables are not the child's to clobber. */
 static __attribute__((noinline)) pid_t vfork_exec(const char *path, char *const av[])
@@ -218,30 +229,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *mode = argv[1];
-	if (!strcmp(mode, "forkexec") && argc == 3) {
-		pid_t pid = fork();
+	if ((!strcmp(mode, "forkexec") || !strcmp(mode, "vforkexec")) && argc == 3) {
+		char *av[] = {argv[2], NULL};
+		pid_t pid = mode[0] == 'v' ? vfork_exec(argv[2], av) : fork_exec(argv[2], av);
 		if (pid < 0)
-			return fail(mode, "fork");
-		if (pid == 0) {
-			execl(argv[2], argv[2], (char *)NULL);
-			_exit(127);
-		}
+			return fail(mode, mode[0] == 'v' ? "vfork" : "fork");
 		if (!waitok(pid, 0))
 			return fail(mode, "status");
-		printf("forkexec: OK\n");
-		return 0;
-	}
-	if (!strcmp(mode, "vforkexec") && argc == 3) {
-		pid_t pid = vfork();
-		if (pid < 0)
-			return fail(mode, "vfork");
-		if (pid == 0) {
-			execl(argv[2], argv[2], (char *)NULL);
-			_exit(127);
-		}
-		if (!waitok(pid, 0))
-			return fail(mode, "status");
-		printf("vforkexec: OK\n");
+		printf("%s: OK\n", mode);
 		return 0;
 	}
 	if (!strcmp(mode, "vforkexit")) {
@@ -295,14 +290,8 @@ int main(int argc, char **argv)
 			} else if (mode[0] == 'v') {
 				if ((pid = vfork_exec(argv[3], av)) < 0)
 					return fail(mode, "vfork");
-			} else {
-				pid = fork();
-				if (pid < 0)
-					return fail(mode, "fork");
-				if (pid == 0) {
-					execv(argv[3], av);
-					_exit(127);
-				}
+			} else if ((pid = fork_exec(argv[3], av)) < 0) {
+				return fail(mode, "fork");
 			}
 			if (!waitok(pid, 0))
 				return fail(mode, "status");
