@@ -100,6 +100,46 @@ static int fork_prepare(struct fl_fdlist *fds, int threads, uint64_t t0)
 	return admitted;
 }
 
+/* fl_fork runs real (libc's fork or _Fork) the library's way: the host's
+ * process limit, the descriptor snapshot, the trace line and the child's
+ * reset. locked holds the library lock across real (fork: the child never
+ * sees the popen table or the trace state half-updated); _Fork must stay
+ * async-signal-safe, so another thread may have held the lock and it is
+ * not taken. skip_hook: real is a patched libc's hooked function, whose
+ * hook must let this call through. */
+pid_t fl_fork(pid_t (*real)(void), int locked, int skip_hook)
+{
+	int tracing = fl_tracing();
+	int threads = tracing ? fl_count_threads() : 0;
+	uint64_t t0 = tracing ? fl_now_ns() : 0;
+	struct fl_fdlist fds;
+	int admitted = fork_prepare(&fds, threads, t0);
+	if (admitted == 0) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (locked)
+		fl_lock();
+	if (skip_hook)
+		fl_hook_skip = 1;
+	pid_t pid = real();
+	if (pid == 0) {
+		fl_after_fork_child();
+		fl_lazy_after_fork();
+		return 0;
+	}
+	int err = pid < 0 ? errno : 0;
+	if (locked)
+		fl_unlock();
+	if (tracing)
+		trace_fork(pid, err, threads, t0, &fds, FL_POL_NONE);
+	if (admitted == 1)
+		fl_settle();
+	if (pid < 0)
+		errno = err;
+	return pid;
+}
+
 EXPORT pid_t fork(void)
 {
 	fl_ensure_init();
@@ -111,37 +151,9 @@ EXPORT pid_t fork(void)
 	}
 	if (fl_cfg.disabled)
 		return fl_real.fork();
-	int tracing = fl_tracing();
-	int threads = tracing ? fl_count_threads() : 0;
-	uint64_t t0 = tracing ? fl_now_ns() : 0;
-	struct fl_fdlist fds;
-	int admitted = fork_prepare(&fds, threads, t0);
-	if (admitted == 0) {
-		errno = EAGAIN;
-		return -1;
-	}
-	/* Held across glibc's fork (atfork handlers included): the child
-	 * never sees the popen table or the trace state half-updated. */
-	fl_lock();
-	fl_hook_skip = 1; /* a patched libc: its hook lets this call through */
-	pid_t pid = fl_real.fork();
-	if (pid == 0) {
-		fl_after_fork_child();
-		fl_lazy_after_fork();
-		return 0;
-	}
-	int err = pid < 0 ? errno : 0;
-	fl_unlock();
-	if (tracing)
-		trace_fork(pid, err, threads, t0, &fds, FL_POL_NONE);
-	if (admitted == 1)
-		fl_settle();
-	if (pid < 0)
-		errno = err;
-	return pid;
+	return fl_fork(fl_real.fork, 1, 1);
 }
 
-/* _Fork is async-signal-safe: no lock, only raw-syscall tracing. */
 EXPORT pid_t _Fork(void)
 {
 	fl_ensure_init();
@@ -154,30 +166,5 @@ EXPORT pid_t _Fork(void)
 	}
 	if (fl_cfg.disabled)
 		return fl_real._Fork();
-	int tracing = fl_tracing();
-	int threads = tracing ? fl_count_threads() : 0;
-	uint64_t t0 = tracing ? fl_now_ns() : 0;
-	struct fl_fdlist fds;
-	int admitted = fork_prepare(&fds, threads, t0);
-	if (admitted == 0) {
-		errno = EAGAIN;
-		return -1;
-	}
-	fl_hook_skip = 1;
-	pid_t pid = fl_real._Fork();
-	if (pid == 0) {
-		/* Another thread may have held the lock: it does not exist
-		 * here. */
-		fl_after_fork_child();
-		fl_lazy_after_fork();
-		return 0;
-	}
-	int err = pid < 0 ? errno : 0;
-	if (tracing)
-		trace_fork(pid, err, threads, t0, &fds, FL_POL_NONE);
-	if (admitted == 1)
-		fl_settle();
-	if (pid < 0)
-		errno = err;
-	return pid;
+	return fl_fork(fl_real._Fork, 0, 1);
 }

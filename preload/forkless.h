@@ -201,6 +201,9 @@ enum fl_policy { FL_POL_NONE, FL_POL_EXEC_DENY, FL_POL_MAX_PROCS };
  * the configuration, and the trace line. It fills req's policy fields. */
 FL_HIDDEN int fl_spawn_policed(struct fl_spawn *req, enum fl_via via, pid_t *child, int *pidfd);
 
+/* fl_fork is fork or _Fork (real) through the library (fork.c). */
+FL_HIDDEN pid_t fl_fork(pid_t (*real)(void), int locked, int skip_hook);
+
 struct fl_trace_rec {
 	enum fl_event event;
 	enum fl_via via;

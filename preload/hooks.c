@@ -145,33 +145,8 @@ EXPORT int __forkless_fork_hook_v1(unsigned int abi, int kind, pid_t (*unhooked)
 		fl_lazy_force("fork");
 	if (fl_cfg.disabled)
 		return FORKLESS_HOOK_PASS;
-	int tracing = fl_tracing();
-	int threads = tracing ? fl_count_threads() : 0;
-	uint64_t t0 = tracing ? fl_now_ns() : 0;
-	/* fork: the library lock is held across libc's fork as the
-	 * interposer does; _Fork must stay async-signal-safe: no lock. */
-	int locked = kind == FORKLESS_FORK_FORK;
-	if (locked)
-		fl_lock();
-	pid_t p = unhooked();
-	if (p == 0) {
-		fl_after_fork_child();
-		fl_lazy_after_fork();
-		*result = 0;
-		return FORKLESS_HOOK_DONE;
-	}
-	int err = p < 0 ? errno : 0;
-	if (locked)
-		fl_unlock();
-	if (tracing) {
-		struct fl_trace_rec r = {
-			.event = FL_EV_FORK, .via = FL_VIA_FORK, .child = p > 0 ? p : 0,
-			.dur_ns = fl_now_ns() - t0, .err = err, .threads = threads,
-		};
-		fl_trace(&r);
-	}
-	if (p < 0)
-		errno = err;
+	/* The unhooked function does not come back to the hook. */
+	pid_t p = fl_fork(unhooked, kind == FORKLESS_FORK_FORK, 0);
 	*result = p;
 	return FORKLESS_HOOK_DONE;
 }
