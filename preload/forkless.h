@@ -201,6 +201,10 @@ enum fl_policy { FL_POL_NONE, FL_POL_EXEC_DENY, FL_POL_MAX_PROCS };
  * the configuration, and the trace line. It fills req's policy fields. */
 FL_HIDDEN int fl_spawn_policed(struct fl_spawn *req, enum fl_via via, pid_t *child, int *pidfd);
 
+/* fl_read_small reads the small file at path (a /proc file) into buf,
+ * NUL-terminated, with raw system calls: its length, or -1. */
+FL_HIDDEN long fl_read_small(const char *path, char *buf, size_t size);
+
 /* fl_fork is fork or _Fork (real) through the library (fork.c). */
 FL_HIDDEN pid_t fl_fork(pid_t (*real)(void), int locked, int skip_hook);
 

@@ -1025,15 +1025,9 @@ static long lz_fchdir(struct lz *st, int fd)
 /* lz_parent_umask reads the umask without changing it (Linux 4.7+). */
 static long lz_parent_umask(void)
 {
-	long fd = fl_sys4(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
 	char buf[512];
-	long n = fl_sys3(SYS_read, fd, buf, sizeof buf - 1);
-	fl_sys1(SYS_close, fd);
-	if (n <= 0)
+	if (fl_read_small("/proc/self/status", buf, sizeof buf) <= 0)
 		return -1;
-	buf[n] = 0;
 	char *p = strstr(buf, "\nUmask:");
 	if (!p)
 		return -1;

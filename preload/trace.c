@@ -459,6 +459,19 @@ int fl_each_inheritable_fd(void (*fn)(void *arg, int fd, int dirfd, const char *
 	return each_fd(0, fn, arg);
 }
 
+long fl_read_small(const char *path, char *buf, size_t size)
+{
+	long fd = fl_sys4(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	long n = fl_sys3(SYS_read, fd, buf, size - 1);
+	fl_sys1(SYS_close, fd);
+	if (n < 0)
+		return -1;
+	buf[n] = 0;
+	return n;
+}
+
 /* fd_flags reads the open flags of fd from /proc/self/fdinfo (octal). */
 static int fd_flags(const char *name)
 {
@@ -467,15 +480,9 @@ static int fd_flags(const char *name)
 	for (int i = 0; name[i] && n < (int)sizeof path - 1; i++)
 		path[n++] = name[i];
 	path[n] = 0;
-	long fd = fl_sys4(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
 	char buf[256];
-	long got = fl_sys3(SYS_read, fd, buf, sizeof buf - 1);
-	fl_sys1(SYS_close, fd);
-	if (got <= 0)
+	if (fl_read_small(path, buf, sizeof buf) <= 0)
 		return -1;
-	buf[got] = 0;
 	for (char *p = buf; *p; p++) {
 		if ((p == buf || p[-1] == '\n') && !__builtin_strncmp(p, "flags:", 6)) {
 			p += 6;
@@ -520,15 +527,10 @@ void fl_list_all_fds(struct fl_fdlist *l)
 
 int fl_count_threads(void)
 {
-	long fd = fl_sys4(SYS_openat, AT_FDCWD, "/proc/self/stat", O_RDONLY | O_CLOEXEC, 0);
-	if (fd < 0)
-		return 0;
 	char buf[1024];
-	long n = fl_sys3(SYS_read, fd, buf, sizeof buf - 1);
-	fl_sys1(SYS_close, fd);
+	long n = fl_read_small("/proc/self/stat", buf, sizeof buf);
 	if (n <= 0)
 		return 0;
-	buf[n] = 0;
 	/* The name (field 2) may hold spaces and parentheses: count fields
 	 * from its last ')'. num_threads is field 20. */
 	char *p = 0;
