@@ -261,31 +261,26 @@ func (h *Host) Record(ev trace.Event) {
 		platform = trace.PlatformPreload
 	}
 	switch ev.Event {
-	case trace.EventSpawn:
-		if ev.Errno == 0 && ev.Child > 0 {
-			c := h.proc(ev.Child)
-			c.PPID, c.Via = ev.PID, ev.Via
-			c.setPlatform(platform)
-			if c.StartNs == 0 {
-				c.StartNs = ev.TsNs
-			}
-			c.addExec(Exec{TsNs: ev.TsNs, Path: ev.Path, Argv: ev.Argv, FDs: ev.FDs})
-			newChild = ev.Child
+	case trace.EventSpawn, trace.EventFork:
+		if ev.Errno != 0 || ev.Child <= 0 {
+			break
 		}
-	case trace.EventFork:
-		if ev.Errno == 0 && ev.Child > 0 {
-			c := h.proc(ev.Child)
-			c.PPID, c.Via = ev.PID, ev.Via
-			c.setPlatform(platform)
-			if c.StartNs == 0 {
-				c.StartNs = ev.TsNs
-			}
+		c := h.proc(ev.Child)
+		c.PPID, c.Via = ev.PID, ev.Via
+		c.setPlatform(platform)
+		if c.StartNs == 0 {
+			c.StartNs = ev.TsNs
+		}
+		if ev.Event == trace.EventSpawn {
+			c.addExec(Exec{TsNs: ev.TsNs, Path: ev.Path, Argv: ev.Argv, FDs: ev.FDs})
+		} else {
+			// A fork runs its parent's program, with the parent's table.
 			if par := h.procs[ev.PID]; par != nil && c.Path == "" {
 				c.Path, c.Argv = par.Path, par.Argv
 			}
 			c.ForkFDs = ev.FDs
-			newChild = ev.Child
 		}
+		newChild = ev.Child
 	case trace.EventExec:
 		p := h.proc(ev.PID)
 		if p.PPID == 0 {
