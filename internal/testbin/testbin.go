@@ -148,3 +148,29 @@ func MustRoot(t TB) string {
 	}
 	return root
 }
+
+// SkipTB is a TB that can also skip (testing.TB).
+type SkipTB interface {
+	TB
+	Skipf(format string, args ...any)
+}
+
+// EnvRequire, when set (make test sets it; .ci/run installs the programs),
+// turns a missing program from a skip into a failure, so that a test
+// meant to run cannot pass by not running.
+const EnvRequire = "FORKLESS_TEST_REQUIRE"
+
+// Need returns the path of the program name, or skips the test when it is
+// not installed (fails it when EnvRequire is set).
+func Need(t SkipTB, name, install string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path
+	}
+	if os.Getenv(EnvRequire) != "" {
+		t.Fatalf("%s is not installed (%s), and %s is set", name, install, EnvRequire)
+	}
+	t.Skipf("%s is not installed (%s)", name, install)
+	return ""
+}

@@ -45,10 +45,7 @@ echo end
 `
 
 func TestBusybox(t *testing.T) {
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		t.Skip("busybox not installed (apt-get install busybox-static)")
-	}
+	bb := testbin.Need(t, "busybox", "apt-get install busybox-static")
 	dir := t.TempDir()
 	script := filepath.Join(dir, "script.sh")
 	require.NoError(t, os.WriteFile(script, []byte(busyboxScript), 0o644))

@@ -576,9 +576,7 @@ func TestRealPrograms(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			for _, p := range c.need {
-				if _, err := exec.LookPath(p); err != nil {
-					t.Skipf("%s is not installed: skipping %s", p, c.name)
-				}
+				testbin.Need(t, p, "apt-get install "+p)
 			}
 			py := ""
 			if c.name == "python" {
