@@ -9,10 +9,8 @@
 package gramine
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -39,25 +37,7 @@ const fdleakIterations = 300
 const runLimit = 5 * time.Minute
 
 // event is one trace line (schema v1).
-type event struct {
-	V     int    `json:"v"`
-	TsNs  int64  `json:"ts_ns"`
-	PID   int    `json:"pid"`
-	PPID  int    `json:"ppid"`
-	TID   int    `json:"tid"`
-	Event string `json:"event"`
-	Via   string `json:"via"`
-	Errno int    `json:"errno"`
-
-	Child int      `json:"child"`
-	Path  string   `json:"path"`
-	Argv  []string `json:"argv"`
-	FDs   []struct {
-		FD     int    `json:"fd"`
-		Target string `json:"target"`
-	} `json:"fds"`
-	FDsTruncated bool `json:"fds_truncated"`
-}
+type event trace.Event
 
 func (e event) String() string {
 	return fmt.Sprintf("{pid %d %s via %s errno %d child %d path %q argv %q}",
@@ -88,17 +68,12 @@ func readTrace(t *testing.T, path string) []event {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	require.NoError(t, err, "trace file")
-	_, errs := trace.Decode(bytes.NewReader(data))
+	decoded, errs := trace.Decode(bytes.NewReader(data))
 	require.Empty(t, errs, "trace lines off the schema")
-	var evs []event
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		var e event
-		require.NoError(t, json.Unmarshal(sc.Bytes(), &e), "trace line %d: %s", n, sc.Bytes())
-		evs = append(evs, e)
+	evs := make([]event, len(decoded))
+	for i, e := range decoded {
+		evs[i] = event(e)
 	}
-	require.NoError(t, sc.Err())
 	return evs
 }
 

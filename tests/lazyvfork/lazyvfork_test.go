@@ -12,10 +12,8 @@
 package lazyvfork
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -118,20 +116,7 @@ type run struct {
 	pid   int
 }
 
-type event struct {
-	PID   int      `json:"pid"`
-	TID   int      `json:"tid"`
-	Event string   `json:"event"`
-	Via   string   `json:"via"`
-	Errno int      `json:"errno"`
-	Child int      `json:"child"`
-	Path  string   `json:"path"`
-	Argv  []string `json:"argv"`
-	FDs   []struct {
-		FD     int    `json:"fd"`
-		Target string `json:"target"`
-	} `json:"fds"`
-}
+type event = trace.Event
 
 var pipeRe = regexp.MustCompile(`pipe:\[\d+\]`)
 
@@ -226,17 +211,9 @@ func readTrace(t *testing.T, path string) []event {
 		return nil
 	}
 	require.NoError(t, err)
-	_, errs := trace.Decode(bytes.NewReader(data))
+	evs, errs := trace.Decode(bytes.NewReader(data))
 	require.Empty(t, errs, "trace lines off the schema")
-	var out []event
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64<<10), 64<<10)
-	for sc.Scan() {
-		var e event
-		require.NoError(t, json.Unmarshal(sc.Bytes(), &e), "%s", sc.Text())
-		out = append(out, e)
-	}
-	return out
+	return evs
 }
 
 // results counts the log by result (and reason).

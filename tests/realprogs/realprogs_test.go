@@ -8,10 +8,8 @@
 package realprogs
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -35,18 +33,7 @@ const runLimit = 5 * time.Minute
 
 // ---- the trace ----
 
-type event struct {
-	V     int      `json:"v"`
-	PID   int      `json:"pid"`
-	PPID  int      `json:"ppid"`
-	TID   int      `json:"tid"`
-	Event string   `json:"event"`
-	Via   string   `json:"via"`
-	Errno int      `json:"errno"`
-	Child int      `json:"child"`
-	Path  string   `json:"path"`
-	Argv  []string `json:"argv"`
-}
+type event fltrace.Event
 
 func (e event) String() string {
 	return fmt.Sprintf("pid %d ppid %d %s/%s errno %d child %d path %q argv %q",
@@ -59,17 +46,12 @@ func readTrace(t *testing.T, path string) trace {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
-	_, errs := fltrace.Decode(bytes.NewReader(data))
+	decoded, errs := fltrace.Decode(bytes.NewReader(data))
 	require.Empty(t, errs, "trace lines off the schema")
-	var tr trace
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		var e event
-		require.NoError(t, json.Unmarshal(sc.Bytes(), &e), "trace line %d: %s", n, sc.Bytes())
-		tr = append(tr, e)
+	tr := make(trace, len(decoded))
+	for i, e := range decoded {
+		tr[i] = event(e)
 	}
-	require.NoError(t, sc.Err())
 	return tr
 }
 
