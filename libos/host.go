@@ -439,10 +439,6 @@ func (h *Host) Close() error {
 		return nil
 	}
 	h.closed = true
-	live := make([]int, 0, len(h.live))
-	for pid := range h.live {
-		live = append(live, pid)
-	}
 	h.mu.Unlock()
 	var errs []error
 	if h.cg != nil {
@@ -468,6 +464,5 @@ func (h *Host) Close() error {
 	} else {
 		os.Remove(h.sock)
 	}
-	_ = live
 	return errors.Join(errs...)
 }
