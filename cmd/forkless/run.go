@@ -419,7 +419,7 @@ func doRun(f *runFlags, rio runIO) int {
 			host.Root(pid, path, f.argv, platform)
 		},
 	}
-	if err := onPatchedGlibcSpec(&spec, f.glibc); err != nil {
+	if err := onPatchedGlibc(&spec, f.glibc); err != nil {
 		errorf("%v", err)
 		return exitRunFailed
 	}

@@ -84,10 +84,10 @@ func systemGlibcVersion() string {
 	return v
 }
 
-// onPatchedGlibc rewrites cmd (CMD, resolved, with forkless run's
-// environment) to start on the patched glibc in dir; dir "" leaves it
+// onPatchedGlibc rewrites root (CMD, resolved, with forkless
+// run's environment) to start on the patched glibc in dir; dir "" leaves it
 // alone. A static program keeps its own libc and is started as is.
-func onPatchedGlibc(cmd *exec.Cmd, dir string) error {
+func onPatchedGlibc(root *ptrace.Spec, dir string) error {
 	if dir == "" {
 		return nil
 	}
@@ -95,7 +95,7 @@ func onPatchedGlibc(cmd *exec.Cmd, dir string) error {
 	if err != nil {
 		return fmt.Errorf("--glibc: %w", err)
 	}
-	if f, err := elf.Open(cmd.Path); err == nil {
+	if f, err := elf.Open(root.Path); err == nil {
 		static := true
 		for _, p := range f.Progs {
 			if p.Type == elf.PT_INTERP {
@@ -108,26 +108,16 @@ func onPatchedGlibc(cmd *exec.Cmd, dir string) error {
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		// A script: its interpreter is what the loader would run.
-		if interp := scriptInterpreter(cmd.Path); interp != "" {
-			return fmt.Errorf("--glibc: %s is a script; run its interpreter (%s) under --glibc instead", cmd.Path, interp)
+		if interp := scriptInterpreter(root.Path); interp != "" {
+			return fmt.Errorf("--glibc: %s is a script; run its interpreter (%s) under --glibc instead", root.Path, interp)
 		}
 	}
-	args := []string{g.ldso, "--library-path", g.libdir, "--argv0", cmd.Args[0], cmd.Path}
-	cmd.Args = append(args, cmd.Args[1:]...)
-	cmd.Path = g.ldso
+	args := []string{g.ldso, "--library-path", g.libdir, "--argv0", root.Argv[0], root.Path}
+	root.Argv = append(args, root.Argv[1:]...)
+	root.Path = g.ldso
 	if v := systemGlibcVersion(); v != "" && v == g.version {
-		cmd.Env = prependPathVar(cmd.Env, "LD_LIBRARY_PATH", g.libdir)
+		root.Env = prependPathVar(root.Env, "LD_LIBRARY_PATH", g.libdir)
 	}
-	return nil
-}
-
-// onPatchedGlibcSpec is onPatchedGlibc for the root of forkless run.
-func onPatchedGlibcSpec(spec *ptrace.Spec, dir string) error {
-	cmd := &exec.Cmd{Path: spec.Path, Args: spec.Argv, Env: spec.Env}
-	if err := onPatchedGlibc(cmd, dir); err != nil {
-		return err
-	}
-	spec.Path, spec.Argv, spec.Env = cmd.Path, cmd.Args, cmd.Env
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/forkless/forkless/libos/ptrace"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -31,12 +32,12 @@ func TestOnPatchedGlibcDynamic(t *testing.T) {
 	}
 	for _, v := range []string{systemGlibcVersion(), "9.99"} {
 		dir := fakeGlibc(t, v)
-		cmd := &exec.Cmd{Path: sh, Args: []string{"sh", "-c", "true"}, Env: []string{"A=1", "LD_LIBRARY_PATH=/x"}}
+		cmd := &ptrace.Spec{Path: sh, Argv: []string{"sh", "-c", "true"}, Env: []string{"A=1", "LD_LIBRARY_PATH=/x"}}
 		require.NoError(t, onPatchedGlibc(cmd, dir))
 		ldso := filepath.Join(dir, "root", "lib64", "ld-linux-x86-64.so.2")
 		libdir := filepath.Join(dir, "root", "lib64")
 		assert.Equal(t, ldso, cmd.Path)
-		assert.Equal(t, []string{ldso, "--library-path", libdir, "--argv0", "sh", sh, "-c", "true"}, cmd.Args)
+		assert.Equal(t, []string{ldso, "--library-path", libdir, "--argv0", "sh", sh, "-c", "true"}, cmd.Argv)
 		if v == systemGlibcVersion() {
 			assert.Equal(t, []string{"A=1", "LD_LIBRARY_PATH=" + libdir + ":/x"}, cmd.Env, "same version: children get it too")
 		} else {
@@ -46,14 +47,14 @@ func TestOnPatchedGlibcDynamic(t *testing.T) {
 }
 
 func TestOnPatchedGlibcErrors(t *testing.T) {
-	cmd := &exec.Cmd{Path: "/bin/true", Args: []string{"true"}}
+	cmd := &ptrace.Spec{Path: "/bin/true", Argv: []string{"true"}}
 	assert.NoError(t, onPatchedGlibc(cmd, ""), "no --glibc")
 	assert.Equal(t, "/bin/true", cmd.Path)
 	assert.ErrorContains(t, onPatchedGlibc(cmd, t.TempDir()), "not a patched glibc build")
 
 	script := filepath.Join(t.TempDir(), "s")
 	require.NoError(t, os.WriteFile(script, []byte("#!/bin/sh\ntrue\n"), 0o755))
-	cmd = &exec.Cmd{Path: script, Args: []string{script}}
+	cmd = &ptrace.Spec{Path: script, Argv: []string{script}}
 	assert.ErrorContains(t, onPatchedGlibc(cmd, fakeGlibc(t, "2.36")), "is a script")
 }
 
