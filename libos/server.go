@@ -104,9 +104,9 @@ func (s *server) accept() {
 		}
 		s.mu.Lock()
 		if s.closed {
-			s.mu.Unlock()
-			c.Close()
-			return
+			// Accepted while close was draining: its lines count too,
+			// read within the same bound.
+			c.SetReadDeadline(time.Now().Add(drainRead))
 		}
 		s.conns[c] = true
 		s.wg.Add(1)
