@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/forkless/forkless/internal/testbin"
 	"github.com/forkless/forkless/internal/trace"
@@ -374,6 +375,9 @@ func TestRunForwardsSignals(t *testing.T) {
 				return string(b)
 			}
 			require.NoError(t, c.Start())
+			// A lost signal must fail this test, not hang the package.
+			kill := time.AfterFunc(time.Minute, func() { c.Process.Kill() })
+			defer kill.Stop()
 			w.Close()
 			line, err := bufio.NewReader(r).ReadString('\n')
 			require.NoError(t, err, "stderr: %s", readStderr())

@@ -283,6 +283,23 @@ func TestSignalForwarded(t *testing.T) {
 	requireGone(t, rec.snapshot())
 }
 
+// TestSignalBeforeRoot: a signal forwarded before root is known (as when
+// CMD runs before Run has published it) is held, not dropped; once root
+// has ended, Signal says so.
+func TestSignalBeforeRoot(t *testing.T) {
+	static := testbin.MustBuild(t, staticProg)
+	exe, _ := os.Executable()
+	for _, traced := range []bool{false, true} {
+		tr := New(newRecorder(), libos.Policy{})
+		require.NoError(t, tr.Signal(unix.SIGTERM))
+		ws, err := tr.Run(Spec{Path: static, Argv: []string{static, "waitsig"}, Traced: traced, Stub: exe})
+		require.NoError(t, err)
+		assert.True(t, ws.Signaled() && ws.Signal() == unix.SIGTERM, "traced=%v: %v", traced, ws)
+		assert.Error(t, tr.Signal(unix.SIGTERM), "root has ended")
+		require.NoError(t, tr.Close())
+	}
+}
+
 func TestPtraceRefused(t *testing.T) {
 	static := testbin.MustBuild(t, staticProg)
 	res := runTraced(t, runOpts{}, static, "ptrace")

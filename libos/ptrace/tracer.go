@@ -75,7 +75,11 @@ type Tracer struct {
 	bell    int  // doorbell pid, 0 when there is none
 	closed  bool
 	pidfd   int // root's pidfd, -1 when none
-	done    chan struct{}
+	// early holds signals forwarded before root's pidfd exists: root may
+	// already run CMD (ForkExec returns after the exec) and must get them.
+	early    []unix.Signal
+	rootOver bool // root has ended (or never started)
+	done     chan struct{}
 
 	// Tracer-thread state.
 	quit      bool
@@ -240,14 +244,19 @@ func (t *Tracer) Run(root Spec) (unix.WaitStatus, error) {
 	return r.ws, r.err
 }
 
-// Signal forwards sig to root.
+// Signal forwards sig to root. A signal that comes before root is known
+// is held and sent as soon as it is.
 func (t *Tracer) Signal(sig unix.Signal) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.pidfd < 0 {
+	switch {
+	case t.pidfd >= 0:
+		return unix.PidfdSendSignal(t.pidfd, sig, nil, 0)
+	case t.rootOver || t.closed:
 		return errors.New("ptrace: no root process")
 	}
-	return unix.PidfdSendSignal(t.pidfd, sig, nil, 0)
+	t.early = append(t.early, sig)
+	return nil
 }
 
 // Close kills whatever traced processes remain (and root, if it still
@@ -400,6 +409,7 @@ func (t *Tracer) start(spec Spec, res chan runResult) {
 		stub = "/proc/self/exe"
 	}
 	if err := t.startDoorbell(stub); err != nil {
+		t.setRootOver()
 		res <- runResult{err: fmt.Errorf("ptrace: doorbell: %w", err)}
 		return
 	}
@@ -412,6 +422,7 @@ func (t *Tracer) start(spec Spec, res chan runResult) {
 		unix.Kill(bell, unix.SIGKILL)
 		var ws unix.WaitStatus
 		unix.Wait4(bell, &ws, unix.WALL, nil)
+		t.setRootOver()
 		res <- runResult{err: err}
 		return
 	}
@@ -511,12 +522,21 @@ func (t *Tracer) startRoot(spec Spec, stub string) (int, error) {
 
 func (t *Tracer) openPidfd(pid int) {
 	fd, err := unix.PidfdOpen(pid, 0)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	early := t.early
+	t.early = nil
 	if err != nil {
+		// Our unreaped child: its pid cannot be reused yet.
+		for _, sig := range early {
+			unix.Kill(pid, sig)
+		}
 		return
 	}
-	t.mu.Lock()
 	t.pidfd = fd
-	t.mu.Unlock()
+	for _, sig := range early {
+		unix.PidfdSendSignal(fd, sig, nil, 0)
+	}
 }
 
 // killAll sends SIGKILL to every process the tracer knows.
@@ -755,11 +775,18 @@ func (t *Tracer) rootEnded(ws unix.WaitStatus) {
 		t.rootRes <- runResult{ws: ws}
 		t.rootRes = nil
 	}
+	t.setRootOver()
+}
+
+// setRootOver ends signal forwarding: root has ended or never started.
+func (t *Tracer) setRootOver() {
 	t.mu.Lock()
 	if t.pidfd >= 0 {
 		unix.Close(t.pidfd)
 		t.pidfd = -1
 	}
+	t.rootOver = true
+	t.early = nil
 	t.mu.Unlock()
 }
 
