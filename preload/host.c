@@ -482,10 +482,18 @@ void fl_adopt_request(void)
 	if (nins <= 0)
 		return; /* traced, nothing to filter */
 	struct sock_fprog prog_ = {.len = (unsigned short)nins, .filter = r.f};
-	if (fl_sys3(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog_) == -EACCES) {
+	/* SPEC_ALLOW: do not turn on a speculation mitigation the program
+	 * would not have natively (as libos/ptrace's stub); EINVAL before 4.17. */
+	long flags = SECCOMP_FILTER_FLAG_SPEC_ALLOW;
+	long rc = fl_sys3(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog_);
+	if (rc == -EINVAL) {
+		flags = 0;
+		rc = fl_sys3(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog_);
+	}
+	if (rc == -EACCES) {
 		/* Not privileged: no_new_privs first, as the kernel asks. */
 		fl_sys5(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-		fl_sys3(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog_);
+		fl_sys3(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog_);
 	}
 }
 

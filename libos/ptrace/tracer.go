@@ -505,7 +505,6 @@ func (t *Tracer) startRoot(spec Spec, stub string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("start the ptrace stub %s: %w", stub, err)
 	}
-	t.openPidfd(pid)
 	p := t.addProc(pid, t.self)
 	if err := t.seizeAll(p, options); err != nil {
 		unix.Kill(pid, unix.SIGKILL)
@@ -514,6 +513,7 @@ func (t *Tracer) startRoot(spec Spec, stub string) (int, error) {
 		delete(t.procs, pid)
 		return 0, fmt.Errorf("ptrace: seize stub: %w", err)
 	}
+	t.openPidfd(pid) // after the seize: an early signal must not kill the stub first
 	if _, err := w.Write([]byte{0}); err != nil {
 		return 0, err
 	}
