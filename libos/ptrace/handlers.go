@@ -373,7 +373,7 @@ func (t *Tracer) onExecEntry(th *thread, regs *unix.PtraceRegs) {
 	for _, f := range listFDs(p.pid) {
 		switch {
 		case f.cloexec():
-		case t.pol.Strict() && !t.pol.Kept(f.fd):
+		case t.pol.Strict() && !t.pol.Kept(f.fd) && !fileActionTarget(p, f.fd):
 			closeFDs = append(closeFDs, f.fd)
 		default:
 			inherit = append(inherit, f)
@@ -521,4 +521,34 @@ func (t *Tracer) message(pid int, msg string) {
 		w = os.Stderr
 	}
 	fmt.Fprint(w, msg)
+}
+
+// kcmpFile is KCMP_FILE: do two descriptors name one open file description?
+const kcmpFile = 0
+
+// fileActionTarget tells whether descriptor fd of p, a vfork-style child
+// about to exec, was set up by the child itself (posix_spawn's file
+// actions, the dup2 calls of Go's os/exec child): strict inheritance keeps
+// those, as the library does. The child's table started as a copy of its
+// parent's, and the parent waits in its vfork-style clone, so fd is a
+// target if it now names another open file description than the parent's
+// fd of the same number (or the parent has none), or the same one with
+// close-on-exec cleared (adddup2(fd, fd)). Not a vfork-style child, or
+// kcmp unavailable (a kernel without CONFIG_KCMP): not a target.
+func fileActionTarget(p *proc, fd int) bool {
+	c := p.vfork
+	if c == nil {
+		return false
+	}
+	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(c.parent), uintptr(p.pid), kcmpFile, uintptr(fd), uintptr(fd), 0)
+	switch {
+	case e == unix.EBADF:
+		return true // the parent has no such descriptor
+	case e != 0:
+		return false
+	case r != 0:
+		return true
+	}
+	flags, ok := fdFlagsOf(c.parent, fd)
+	return ok && flags&unix.O_CLOEXEC != 0
 }

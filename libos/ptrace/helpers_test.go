@@ -30,6 +30,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == hostArg {
 		os.Exit(hostMain(os.Args[2:]))
 	}
+	// Descriptors inherited from whoever ran the tests would reach every
+	// program under test and change what the descriptor tests see.
+	unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 	os.Exit(m.Run())
 }
 

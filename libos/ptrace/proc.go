@@ -165,26 +165,37 @@ func listFDs(pid int) []fdInfo {
 	return out
 }
 
-// fdFlags parses the "flags:" line (octal) of an fdinfo file.
+// fdFlags parses the "flags:" line (octal) of an fdinfo file; 0 when it
+// cannot be read.
 func fdFlags(infoDir int, name string, buf []byte) int {
-	f, err := unix.Openat(infoDir, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	flags, _ := readFDFlags(infoDir, name, buf)
+	return flags
+}
+
+// fdFlagsOf returns the open flags of pid's descriptor fd.
+func fdFlagsOf(pid, fd int) (int, bool) {
+	return readFDFlags(unix.AT_FDCWD, "/proc/"+strconv.Itoa(pid)+"/fdinfo/"+strconv.Itoa(fd), make([]byte, 4096))
+}
+
+func readFDFlags(dir int, name string, buf []byte) (int, bool) {
+	f, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return 0
+		return 0, false
 	}
 	n, _ := unix.Read(f, buf)
 	unix.Close(f)
 	if n <= 0 {
-		return 0
+		return 0, false
 	}
 	for line := range strings.SplitSeq(string(buf[:n]), "\n") {
 		if v, ok := strings.CutPrefix(line, "flags:"); ok {
 			flags, err := strconv.ParseInt(strings.TrimSpace(v), 8, 64)
 			if err == nil && flags >= 0 {
-				return int(flags)
+				return int(flags), true
 			}
 		}
 	}
-	return 0
+	return 0, false
 }
 
 // traceFDs converts a table to event entries (at most trace.MaxFDs).

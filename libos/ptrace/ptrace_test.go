@@ -366,6 +366,45 @@ func TestStrictInheritance(t *testing.T) {
 	}
 }
 
+// TestStrictKeepsFileActions: a static program's posix_spawn under strict
+// inheritance keeps what its file actions set up (as the library does
+// for dynamic programs) and closes only the leak.
+func TestStrictKeepsFileActions(t *testing.T) {
+	static := testbin.MustBuild(t, staticProg)
+	sorted := func(out string) string {
+		got := strings.Fields(out)
+		slices.SortFunc(got, func(a, b string) int { x, _ := strconv.Atoi(a); y, _ := strconv.Atoi(b); return x - y })
+		return strings.Join(got, " ")
+	}
+	argv := []string{static, "actspawn", "7", static, "fds"}
+	native := runNative(t, os.Environ(), argv...)
+	require.Equal(t, "exit 0", native.status(), native.errOut)
+	require.Equal(t, "0 1 2 7 8 9 10", sorted(native.out), "file actions at 7, 9, 10; 8 leaks")
+	for _, tc := range []struct {
+		pol    libos.Policy
+		want   string
+		closed int
+	}{
+		{libos.Policy{}, "0 1 2 7 8 9 10", 0},
+		{libos.Policy{FDs: libos.FDsStrict}, "0 1 2 7 9 10", 1},
+		{libos.Policy{FDs: libos.FDsStrict, KeepFDs: []int{8}}, "0 1 2 7 8 9 10", 0},
+	} {
+		res := runTraced(t, runOpts{pol: tc.pol}, argv...)
+		assert.Equal(t, "exit 0", res.status(), res.errOut)
+		assert.Equal(t, tc.want, sorted(res.out), "%+v", tc.pol)
+		sp := find(res.events, func(e trace.Event) bool {
+			return e.Event == trace.EventSpawn && slices.Equal(e.Argv, []string{static, "fds"})
+		})
+		require.Len(t, sp, 1)
+		assert.Equal(t, tc.closed, sp[0].StrictClosed, "%+v", tc.pol)
+		var fds []string
+		for _, f := range sp[0].FDs {
+			fds = append(fds, strconv.Itoa(f.FD))
+		}
+		assert.Equal(t, tc.want, strings.Join(fds, " "), "the spawn line lists what the program got")
+	}
+}
+
 func TestMaxProcs(t *testing.T) {
 	static := testbin.MustBuild(t, staticProg)
 	tiny := testbin.MustBuild(t, testbin.Tiny)

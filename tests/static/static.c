@@ -28,6 +28,12 @@
  *   fds                    print the open descriptors, one per line
  *   keepfd FD PROG ARGS..  make FD (open on /dev/null) inheritable, exec PROG ARGS
  *   dupspawn FD PROG ARGS.. the same, but posix_spawn PROG ARGS and exit with its status
+ *   actspawn FD PROG ARGS.. posix_spawn PROG ARGS with file actions, exit
+ *                          with its status: FD (close-on-exec in the parent)
+ *                          and FD+3 (absent there) get dups of an inheritable
+ *                          FD+1, and FD+2 (close-on-exec) has it cleared by
+ *                          adddup2(FD+2, FD+2); all four reach PROG natively,
+ *                          FD+1 only as a leak
  *   tree N                 start N children that sleep, print their pids, sleep
  *   race KIND N DIR        N forks while a thread runs KIND (close, mmap,
  *                          mprotect, thread, sbrk) in a loop; each child
@@ -444,6 +450,33 @@ int main(int argc, char **argv)
 			return fail(mode, "dup2");
 		pid_t pid;
 		int err = posix_spawn(&pid, argv[3], NULL, NULL, argv + 3, environ);
+		if (err) {
+			errno = err;
+			return fail(mode, "posix_spawn");
+		}
+		int st;
+		if (waitpid(pid, &st, 0) != pid)
+			return fail(mode, "waitpid");
+		return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+	}
+	if (!strcmp(mode, "actspawn") && argc >= 4) {
+		int fd = atoi(argv[2]);
+		int leak = open("/dev/null", O_RDONLY);
+		int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+		int keep = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (leak < 0 || zero < 0 || keep < 0 || dup2(leak, fd + 1) < 0 || dup3(zero, fd, O_CLOEXEC) < 0 ||
+		    dup3(keep, fd + 2, O_CLOEXEC) < 0)
+			return fail(mode, "dup");
+		close(leak);
+		close(zero);
+		close(keep);
+		posix_spawn_file_actions_t fa;
+		if (posix_spawn_file_actions_init(&fa) || posix_spawn_file_actions_adddup2(&fa, fd + 1, fd) ||
+		    posix_spawn_file_actions_adddup2(&fa, fd + 1, fd + 3) ||
+		    posix_spawn_file_actions_adddup2(&fa, fd + 2, fd + 2))
+			return fail(mode, "file actions");
+		pid_t pid;
+		int err = posix_spawn(&pid, argv[3], &fa, NULL, argv + 3, environ);
 		if (err) {
 			errno = err;
 			return fail(mode, "posix_spawn");
