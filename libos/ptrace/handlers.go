@@ -473,7 +473,12 @@ func (t *Tracer) onExec(th *thread) {
 	pd := th.pend
 	th.pend, th.reexec = nil, false
 	if pd != nil {
+		p.stub = false
 		t.resend(th, pd)
+	}
+	if pd == nil && p.stub {
+		unix.PtraceCont(th.tid, 0) // the stub's own exec, seen by an early seize
+		return
 	}
 	if pd == nil {
 		// An exec that did not pass the filter (an adopted process before

@@ -110,6 +110,11 @@ type proc struct {
 	// traced for its next exec, which the library itself has traced and
 	// put under the policy (strict with its file-action targets kept).
 	adopted bool
+	// stub: the root's stub, until its exec of the program. The seize can
+	// land while the stub's own exec is finishing (ForkExec returns once
+	// the exec has closed its pipe), and the exec event that follows is
+	// not the program's.
+	stub bool
 }
 
 // thread is a traced thread.
@@ -513,6 +518,7 @@ func (t *Tracer) startRoot(spec Spec, stub string) (int, error) {
 		delete(t.procs, pid)
 		return 0, fmt.Errorf("ptrace: seize stub: %w", err)
 	}
+	p.stub = true
 	t.openPidfd(pid) // after the seize: an early signal must not kill the stub first
 	if _, err := w.Write([]byte{0}); err != nil {
 		return 0, err
