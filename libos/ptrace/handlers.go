@@ -545,7 +545,9 @@ func fileActionTarget(p *proc, fd int) bool {
 	if c == nil {
 		return false
 	}
-	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(c.parent), uintptr(p.pid), kcmpFile, uintptr(fd), uintptr(fd), 0)
+	// The creating thread: it waits in the clone, while the parent's leader
+	// may have exited (a zombie leader has no table to compare).
+	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(c.ptid), uintptr(p.pid), kcmpFile, uintptr(fd), uintptr(fd), 0)
 	switch {
 	case e == unix.EBADF:
 		return true // the parent has no such descriptor
@@ -554,6 +556,6 @@ func fileActionTarget(p *proc, fd int) bool {
 	case r != 0:
 		return true
 	}
-	flags, ok := fdFlagsOf(c.parent, fd)
+	flags, ok := fdFlagsOf(c.ptid, fd)
 	return ok && flags&unix.O_CLOEXEC != 0
 }
