@@ -30,6 +30,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == hostArg {
 		os.Exit(hostMain(os.Args[2:]))
 	}
+	if len(os.Args) > 2 && os.Args[1] == extraFilesArg {
+		os.Exit(extraFilesMain(os.Args[2:]))
+	}
 	// Descriptors inherited from whoever ran the tests would reach every
 	// program under test and change what the descriptor tests see.
 	unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
@@ -69,6 +72,31 @@ func hostMain(argv []string) int {
 		return 124
 	}
 	return ws.ExitStatus()
+}
+
+// extraFilesArg makes the test binary a Go program that spawns the way
+// os/exec does: argv runs with /dev/null as ExtraFiles[0] (descriptor 3
+// in the child, set up by Go's child code between clone and exec) and one
+// descriptor opened without close-on-exec, which it leaks.
+const extraFilesArg = "__ptrace-test-extrafiles"
+
+func extraFilesMain(argv []string) int {
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 125
+	}
+	if _, err := unix.Open(os.DevNull, unix.O_RDONLY, 0); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 125
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = os.Stdout, os.Stderr, []*os.File{null}
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
 }
 
 // staticProg is tests/static/static.c, built static.

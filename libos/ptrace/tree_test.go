@@ -119,6 +119,33 @@ func TestGoExecSuite(t *testing.T) {
 	t.Logf("%d tests, %d spawns traced", len(tv), len(spawns))
 }
 
+// TestGoStrictExtraFiles: under strict inheritance a Go program's child
+// keeps what os/exec set up for it (ExtraFiles) and loses the leak, as
+// with posix_spawn file actions.
+func TestGoStrictExtraFiles(t *testing.T) {
+	static := testbin.MustBuild(t, staticProg)
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	argv := []string{exe, extraFilesArg, static, "fds"}
+	lines := func(out string) []string { return strings.Fields(out) }
+	native := runNative(t, os.Environ(), argv...)
+	require.Equal(t, "exit 0", native.status(), native.errOut)
+	got := lines(native.out)
+	require.Len(t, got, 5, "0-2, ExtraFiles[0] and the leak: %v", got)
+	require.Equal(t, []string{"0", "1", "2", "3"}, got[:4])
+	for _, tc := range []struct {
+		pol  libos.Policy
+		want []string
+	}{
+		{libos.Policy{}, got},
+		{libos.Policy{FDs: libos.FDsStrict}, got[:4]},
+	} {
+		res := runTraced(t, runOpts{pol: tc.pol}, argv...)
+		assert.Equal(t, "exit 0", res.status(), res.errOut)
+		assert.Equal(t, tc.want, lines(res.out), "%+v", tc.pol)
+	}
+}
+
 // TestKillHostKillsTree kills a process hosting a tracer: PTRACE_O_EXITKILL
 // takes the whole tree with it.
 func TestKillHostKillsTree(t *testing.T) {
