@@ -278,8 +278,10 @@ func TestReconnectAfterForkAndExec(t *testing.T) {
 	assert.Equal(t, root, s11[0].PPID)
 	s12 := find(evs, argvIs("exit", "exit", "12"))
 	assert.Equal(t, child[0], s12[0].PID, "the exec'd image reports")
-	exe := find(evs, func(ev trace.Event) bool { return ev.Event == trace.EventExec && ev.PID == child[0] })
-	require.NotEmpty(t, exe)
+	// The exec line comes on the connection the exec ends; it may be
+	// handled after the new image's lines.
+	isExec := func(ev trace.Event) bool { return ev.Event == trace.EventExec && ev.PID == child[0] }
+	exe := find(e.wait(t, "the fork child's exec", isExec), isExec)
 	assert.Equal(t, []string{e.prog, "spawn1"}, exe[0].Argv)
 	e.wait(t, "the fork child's exit", func(ev trace.Event) bool {
 		return ev.Event == trace.EventExit && ev.PID == child[0] && *ev.Status == 12<<8
