@@ -47,8 +47,8 @@ are not sent twice. forkless exits with CMD's status, or 128+N when signal
 N killed CMD.
 
 Descriptors: posix lets children inherit every descriptor without
-close-on-exec, as POSIX says; strict gives them only 0, 1, 2, the targets
-of their file actions (preload platform) and the --keep-fds list.
+close-on-exec, as POSIX says; strict gives them only 0, 1, 2, what a
+spawn's file actions set up for them, and the --keep-fds list.
 Exec patterns: a pattern with a '/' matches the whole path of the program,
 one without its name; '*', '?' and [...] as in the shell, '*' not
 crossing '/'. A denied exec fails with EACCES; a creation beyond
