@@ -227,6 +227,22 @@ static __attribute__((noinline)) pid_t vfork_exec(const char *path, char *const 
 	return pid;
 }
 
+/* spawn_wait posix_spawns argv[0] with fa and returns its exit status
+ * (1 for a death by signal). */
+static int spawn_wait(const char *mode, char **argv, const posix_spawn_file_actions_t *fa)
+{
+	pid_t pid;
+	int err = posix_spawn(&pid, argv[0], fa, NULL, argv, environ);
+	if (err) {
+		errno = err;
+		return fail(mode, "posix_spawn");
+	}
+	int st;
+	if (waitpid(pid, &st, 0) != pid)
+		return fail(mode, "waitpid");
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -448,16 +464,7 @@ int main(int argc, char **argv)
 		int nul = open("/dev/null", O_RDONLY);
 		if (nul < 0 || dup2(nul, fd) < 0)
 			return fail(mode, "dup2");
-		pid_t pid;
-		int err = posix_spawn(&pid, argv[3], NULL, NULL, argv + 3, environ);
-		if (err) {
-			errno = err;
-			return fail(mode, "posix_spawn");
-		}
-		int st;
-		if (waitpid(pid, &st, 0) != pid)
-			return fail(mode, "waitpid");
-		return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+		return spawn_wait(mode, argv + 3, NULL);
 	}
 	if (!strcmp(mode, "actspawn") && argc >= 4) {
 		int fd = atoi(argv[2]);
@@ -475,16 +482,7 @@ int main(int argc, char **argv)
 		    posix_spawn_file_actions_adddup2(&fa, fd + 1, fd + 3) ||
 		    posix_spawn_file_actions_adddup2(&fa, fd + 2, fd + 2))
 			return fail(mode, "file actions");
-		pid_t pid;
-		int err = posix_spawn(&pid, argv[3], &fa, NULL, argv + 3, environ);
-		if (err) {
-			errno = err;
-			return fail(mode, "posix_spawn");
-		}
-		int st;
-		if (waitpid(pid, &st, 0) != pid)
-			return fail(mode, "waitpid");
-		return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+		return spawn_wait(mode, argv + 3, &fa);
 	}
 	if (!strcmp(mode, "tree") && argc == 3) {
 		int n = atoi(argv[2]);
