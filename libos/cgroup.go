@@ -2,7 +2,9 @@ package libos
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -68,10 +70,19 @@ func newCgroup(hostPID int) *cgroup {
 		return nil
 	}
 	parent := filepath.Join(mnt, own)
-	name := fmt.Sprintf("forkless-%d-%d", hostPID, cgroupSeq.Add(1))
-	dir := filepath.Join(parent, name)
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return nil
+	sweepStaleCgroups(parent)
+	var dir string
+	for tries := 0; ; tries++ {
+		dir = filepath.Join(parent, fmt.Sprintf("forkless-%d-%d", hostPID, cgroupSeq.Add(1)))
+		err := os.Mkdir(dir, 0o755)
+		if err == nil {
+			break
+		}
+		// EEXIST: a host that had our pid left one behind with processes
+		// in it (the sweep removed the empty ones); take the next name.
+		if !errors.Is(err, fs.ErrExist) || tries == 16 {
+			return nil
+		}
 	}
 	// (The root cgroup has no cgroup.kill; its children do, from 5.14.)
 	if _, err := os.Stat(filepath.Join(dir, "cgroup.kill")); err != nil {
@@ -84,6 +95,30 @@ func newCgroup(hostPID int) *cgroup {
 		return nil
 	}
 	return &cgroup{path: dir, fd: fd}
+}
+
+// sweepStaleCgroups removes the empty tree cgroups under parent whose host
+// no longer runs: a host killed before its guard could remove its cgroup
+// leaves it behind, and a later host with the same pid would collide with
+// its name. Only empty directories can be removed (rmdir fails on a
+// populated cgroup), and only those of pids that do not exist.
+func sweepStaleCgroups(parent string) {
+	ents, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		var pid, seq int
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "forkless-") {
+			continue
+		}
+		if n, _ := fmt.Sscanf(e.Name(), "forkless-%d-%d", &pid, &seq); n != 2 || pid <= 0 {
+			continue
+		}
+		if unix.Kill(pid, 0) == unix.ESRCH {
+			rmdirTree(filepath.Join(parent, e.Name()))
+		}
+	}
 }
 
 // add moves pid into the cgroup.
@@ -115,7 +150,7 @@ func cgroupRemove(dir string) error {
 	}
 	var err error
 	for {
-		err = unix.Rmdir(dir)
+		err = rmdirTree(dir)
 		if err == nil || err == syscall.ENOENT || time.Now().After(deadline) {
 			break
 		}
@@ -125,6 +160,20 @@ func cgroupRemove(dir string) error {
 		err = nil
 	}
 	return err
+}
+
+// rmdirTree removes the cgroup dir and the cgroups below it, deepest
+// first: a host run inside the tree (forkless run within forkless run)
+// made its own cgroup there, and when cgroup.kill ended it before it
+// could remove that cgroup, the empty child keeps dir from being removed.
+func rmdirTree(dir string) error {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.IsDir() {
+			rmdirTree(filepath.Join(dir, e.Name()))
+		}
+	}
+	return unix.Rmdir(dir)
 }
 
 func (c *cgroup) remove() error {

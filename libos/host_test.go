@@ -403,6 +403,8 @@ func TestCloseEndsTheTree(t *testing.T) {
 			require.NoError(t, err)
 			if withCgroup {
 				require.GreaterOrEqual(t, h.CgroupFD(), 0, "a cgroup was made")
+				// As a host run inside the tree leaves it when killed.
+				require.NoError(t, os.Mkdir(h.cg.path+"/forkless-1-1", 0o755))
 			}
 			cmd := exec.Command("sh", "-c", `setsid sleep 300 & echo $!; exec sleep 300`)
 			out, err := cmd.StdoutPipe()
@@ -425,6 +427,8 @@ func TestCloseEndsTheTree(t *testing.T) {
 			assert.False(t, alive(cmd.Process.Pid))
 			if withCgroup {
 				assert.Eventually(t, func() bool { return !alive(daemon) }, 20*time.Second, 10*time.Millisecond, "the daemon survived")
+				_, err := os.Stat(h.cg.path)
+				assert.True(t, os.IsNotExist(err), "the tree's cgroup is removed, with the one inside it")
 			} else {
 				unix.Kill(daemon, unix.SIGKILL) // unknown to the host: not its to end
 			}
@@ -450,4 +454,37 @@ func TestCloseReadsWhatWasSent(t *testing.T) {
 	}
 	require.NoError(t, h.Close())
 	assert.Len(t, events(t, &out), n, "every line sent before Close is in the trace")
+}
+
+// TestCgroupStaleNames: an empty cgroup left by a host that no longer runs
+// is removed, and a name still taken is skipped, so a host whose pid was
+// used by a killed host still gets its cgroup.
+func TestCgroupStaleNames(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the cgroup needs root")
+	}
+	mnt, own := cgroup2Mount(), ownCgroup2()
+	if mnt == "" || own == "" {
+		t.Skip("no cgroup v2")
+	}
+	parent := mnt + own
+	gone := exec.Command("true")
+	require.NoError(t, gone.Run())
+	stale := fmt.Sprintf("%s/forkless-%d-1", parent, gone.Process.Pid)
+	require.NoError(t, os.Mkdir(stale, 0o755))
+	nested := stale + "/forkless-1-1" // left by a host that ran inside it
+	require.NoError(t, os.Mkdir(nested, 0o755))
+	t.Cleanup(func() { unix.Rmdir(nested); unix.Rmdir(stale) })
+	taken := fmt.Sprintf("%s/forkless-%d-%d", parent, os.Getpid(), cgroupSeq.Load()+1)
+	require.NoError(t, os.Mkdir(taken, 0o755))
+	t.Cleanup(func() { unix.Rmdir(taken) })
+
+	c := newCgroup(os.Getpid())
+	require.NotNil(t, c, "a cgroup despite the taken name")
+	defer c.remove()
+	assert.NotEqual(t, taken, c.path)
+	_, err := os.Stat(stale)
+	assert.True(t, os.IsNotExist(err), "the stale cgroup was removed")
+	_, err = os.Stat(taken)
+	assert.NoError(t, err, "a cgroup named for a live pid stays")
 }
