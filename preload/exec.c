@@ -121,26 +121,6 @@ static void strict_undo(const struct strict *s)
 
 /* ---- trace ---- */
 
-/* fd_path reads what descriptor fd refers to, for the trace. */
-static const char *fd_path(int fd, char *buf, size_t size)
-{
-	char link[32] = "/proc/self/fd/";
-	char d[12];
-	int i = sizeof d, n = 14;
-	unsigned v = (unsigned)fd;
-	do
-		d[--i] = (char)('0' + v % 10);
-	while ((v /= 10) != 0);
-	while (i < (int)sizeof d)
-		link[n++] = d[i++];
-	link[n] = 0;
-	long r = fl_sys4(SYS_readlinkat, AT_FDCWD, link, buf, size - 1);
-	if (r <= 0)
-		return 0;
-	buf[r] = 0;
-	return buf;
-}
-
 /* Out of line: its buffers cost stack only when tracing. */
 __attribute__((noinline)) static void trace_exec(const struct call *c, int vchild, int err,
 						 int strict_closed, enum fl_policy policy)
@@ -149,7 +129,7 @@ __attribute__((noinline)) static void trace_exec(const struct call *c, int vchil
 	char target[512];
 	const char *path = c->path;
 	if (c->kind == K_FEXECVE || (c->kind == K_EXECVEAT && path && !*path && (c->flags & AT_EMPTY_PATH)))
-		path = fd_path(c->fd, target, sizeof target);
+		path = fl_fd_link(c->fd, target, sizeof target) < 0 ? 0 : target;
 	struct fl_trace_rec r = {
 		.event = vchild ? FL_EV_SPAWN : FL_EV_EXEC,
 		.via = vchild ? FL_VIA_VFORK : FL_VIA_EXEC,

@@ -205,6 +205,10 @@ FL_HIDDEN int fl_spawn_policed(struct fl_spawn *req, enum fl_via via, pid_t *chi
  * NUL-terminated, with raw system calls: its length, or -1. */
 FL_HIDDEN long fl_read_small(const char *path, char *buf, size_t size);
 
+/* fl_fd_link reads what descriptor fd refers to (its /proc/self/fd link)
+ * into out, NUL-terminated, with raw system calls: its length, or -1. */
+FL_HIDDEN long fl_fd_link(int fd, char *out, size_t size);
+
 /* fl_fork is fork or _Fork (real) through the library (fork.c). */
 FL_HIDDEN pid_t fl_fork(pid_t (*real)(void), int locked, int skip_hook);
 

@@ -261,27 +261,6 @@ static int cat(char *out, size_t *n, size_t size, const char *s, size_t len)
 	return 1;
 }
 
-/* fd_link reads what descriptor fd refers to (its /proc/self/fd link)
- * into out, NUL-terminated: its length, or -1. Raw system calls only. */
-static long fd_link(int fd, char *out, size_t size)
-{
-	char link[32] = "/proc/self/fd/";
-	char d[12];
-	int i = sizeof d, k = 14;
-	unsigned v = (unsigned)fd;
-	do
-		d[--i] = (char)('0' + v % 10);
-	while ((v /= 10) != 0);
-	while (i < (int)sizeof d)
-		link[k++] = d[i++];
-	link[k] = 0;
-	long r = fl_sys4(SYS_readlinkat, AT_FDCWD, link, out, size - 1);
-	if (r <= 0)
-		return -1;
-	out[r] = 0;
-	return r;
-}
-
 /* absolute makes path absolute against the working directory (dirfd
  * AT_FDCWD) or the directory dirfd, lexically: "." entries are dropped. */
 static const char *absolute(int dirfd, const char *path, char *out, size_t size)
@@ -294,7 +273,7 @@ static const char *absolute(int dirfd, const char *path, char *out, size_t size)
 			if (r < 0)
 				return 0;
 		} else {
-			if (fd_link(dirfd, out, size) < 0)
+			if (fl_fd_link(dirfd, out, size) < 0)
 				return 0;
 		}
 		n = slen(out);
@@ -330,7 +309,7 @@ static const char *fl_resolve(const char *path, int search, const char *list, in
 		return 0;
 	if (!*path && dirfd >= 0) {
 		/* fexecve, execveat(AT_EMPTY_PATH): the descriptor's file */
-		if (fd_link(dirfd, out, size) < 0)
+		if (fl_fd_link(dirfd, out, size) < 0)
 			return 0;
 		return out[0] == '/' ? out : 0;
 	}

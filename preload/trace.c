@@ -472,6 +472,26 @@ long fl_read_small(const char *path, char *buf, size_t size)
 	return n;
 }
 
+/* fl_fd_link: see forkless.h. */
+long fl_fd_link(int fd, char *out, size_t size)
+{
+	char link[32] = "/proc/self/fd/";
+	char d[12];
+	int i = sizeof d, k = 14;
+	unsigned v = (unsigned)fd;
+	do
+		d[--i] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	while (i < (int)sizeof d)
+		link[k++] = d[i++];
+	link[k] = 0;
+	long r = fl_sys4(SYS_readlinkat, AT_FDCWD, link, out, size - 1);
+	if (r <= 0)
+		return -1;
+	out[r] = 0;
+	return r;
+}
+
 /* fd_flags reads the open flags of fd from /proc/self/fdinfo (octal). */
 static int fd_flags(const char *name)
 {
