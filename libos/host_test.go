@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forkless/forkless/internal/testbin"
 	"github.com/forkless/forkless/internal/trace"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -327,16 +328,6 @@ func hostProc(noCgroup bool) int {
 	select {}
 }
 
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && len(s) > i+2 && s[i+2] != 'Z'
-}
-
 func testLifetime(t *testing.T, mode string) {
 	if os.Geteuid() != 0 && mode == "cgroup" {
 		t.Skip("the cgroup needs root")
@@ -371,7 +362,7 @@ func testLifetime(t *testing.T, mode string) {
 		require.NotEmpty(t, cg, "a cgroup was made")
 	}
 	for _, pid := range pids {
-		require.True(t, alive(pid), "pid %d", pid)
+		require.True(t, testbin.Alive(pid), "pid %d", pid)
 	}
 	if mode == "nocgroup" {
 		// The guard learns the tree by polling /proc.
@@ -380,7 +371,7 @@ func testLifetime(t *testing.T, mode string) {
 	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 	cmd.Wait()
 	for _, pid := range pids {
-		assert.Eventually(t, func() bool { return !alive(pid) }, 20*time.Second, 10*time.Millisecond, "pid %d survived the host", pid)
+		assert.Eventually(t, func() bool { return !testbin.Alive(pid) }, 20*time.Second, 10*time.Millisecond, "pid %d survived the host", pid)
 	}
 	if cg != "" {
 		assert.Eventually(t, func() bool { _, err := os.Stat(cg); return os.IsNotExist(err) }, 20*time.Second, 10*time.Millisecond, "cgroup removed")
@@ -418,15 +409,15 @@ func TestCloseEndsTheTree(t *testing.T) {
 			require.True(t, sc.Scan())
 			daemon, err := strconv.Atoi(sc.Text())
 			require.NoError(t, err)
-			require.True(t, alive(daemon))
+			require.True(t, testbin.Alive(daemon))
 			done := make(chan struct{})
 			go func() { cmd.Wait(); close(done) }()
 
 			require.NoError(t, h.Close())
 			<-done // the root was killed
-			assert.False(t, alive(cmd.Process.Pid))
+			assert.False(t, testbin.Alive(cmd.Process.Pid))
 			if withCgroup {
-				assert.Eventually(t, func() bool { return !alive(daemon) }, 20*time.Second, 10*time.Millisecond, "the daemon survived")
+				assert.Eventually(t, func() bool { return !testbin.Alive(daemon) }, 20*time.Second, 10*time.Millisecond, "the daemon survived")
 				_, err := os.Stat(h.cg.path)
 				assert.True(t, os.IsNotExist(err), "the tree's cgroup is removed, with the one inside it")
 			} else {

@@ -5,10 +5,13 @@
 package testbin
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -173,4 +176,20 @@ func Need(t SkipTB, name, install string) string {
 	}
 	t.Skipf("%s is not installed (%s)", name, install)
 	return ""
+}
+
+// Alive reports whether pid exists and is not a zombie. A stat file that
+// exists but cannot be read or parsed counts as alive: tests use this to
+// wait for processes to end, and must not take such a one for gone.
+func Alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if errors.Is(err, os.ErrNotExist) {
+		return false
+	}
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')') // the name may hold anything
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }

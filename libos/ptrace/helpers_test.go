@@ -254,17 +254,6 @@ func runNative(t *testing.T, env []string, argv ...string) result {
 	return result{ws: unix.WaitStatus(cmd.ProcessState.Sys().(syscall.WaitStatus)), out: out.String(), errOut: errOut.String()}
 }
 
-// alive reports whether pid exists and is not a zombie.
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
-
 // startNs returns when pid started (CLOCK_REALTIME, nanoseconds; the
 // kernel keeps it in clock ticks of 10 ms), or false when it is gone or a
 // zombie.

@@ -8,7 +8,6 @@ package mixed
 
 import (
 	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -162,24 +161,10 @@ func TestKillingTheHostKillsTheTree(t *testing.T) {
 	cmd.Wait()
 	require.Eventually(t, func() bool {
 		for _, pid := range list {
-			if alive(pid) {
+			if testbin.Alive(pid) {
 				return false
 			}
 		}
 		return true
 	}, 10*time.Second, 20*time.Millisecond, "every process of the tree ends: %v", list)
-}
-
-// alive reports whether pid exists and is not a zombie.
-func alive(pid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if errors.Is(err, os.ErrNotExist) {
-		return false
-	}
-	if err != nil {
-		return true
-	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
