@@ -185,35 +185,48 @@ func TestKillHostKillsTree(t *testing.T) {
 	}
 }
 
+// runAdopting runs argv as an untraced root that prints "MODE: PID ready"
+// and waits for SIGUSR1; it calls adopt with PID, sends the signal and
+// returns PID, the next line the tree prints and root's status, with the
+// tracer closed.
+func runAdopting(t *testing.T, tr *Tracer, argv []string, adopt func(pid int)) (int, string, unix.WaitStatus) {
+	t.Helper()
+	exe, _ := os.Executable()
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	done := make(chan unix.WaitStatus, 1)
+	go func() {
+		ws, err := tr.Run(Spec{Path: argv[0], Argv: argv, Stdout: w, Stub: exe})
+		assert.NoError(t, err)
+		done <- ws
+	}()
+	c := lines(r)
+	var pid int
+	_, err = fmt.Sscanf(<-c, argv[1]+": %d ready", &pid)
+	require.NoError(t, err)
+	adopt(pid)
+	require.NoError(t, tr.Signal(unix.SIGUSR1))
+	next := <-c
+	ws := <-done
+	w.Close()
+	require.NoError(t, tr.Close())
+	return pid, next, ws
+}
+
 // TestAdopt adopts a process while the tracer waits for its tree (the
 // doorbell wakes it): an untraced root, as the host starts a
 // preload-platform program, that then forks and execs.
 func TestAdopt(t *testing.T) {
 	static := testbin.MustBuild(t, staticProg)
 	tiny := testbin.MustBuild(t, testbin.Tiny)
-	exe, _ := os.Executable()
 	rec := newRecorder()
 	tr := New(rec, libos.Policy{})
-	r, w, err := os.Pipe()
-	require.NoError(t, err)
-	defer r.Close()
-	done := make(chan unix.WaitStatus, 1)
-	go func() {
-		ws, err := tr.Run(Spec{Path: static, Argv: []string{static, "waitfork", tiny}, Stdout: w, Stub: exe})
-		assert.NoError(t, err)
-		done <- ws
-	}()
-	c := lines(r)
-	var pid int
-	_, err = fmt.Sscanf(<-c, "waitfork: %d ready", &pid)
-	require.NoError(t, err)
-	require.NoError(t, tr.Adopt(pid))
-	require.NoError(t, tr.Adopt(pid), "adopting twice")
-	require.NoError(t, tr.Signal(unix.SIGUSR1))
-	assert.Equal(t, "waitfork: OK", <-c)
-	ws := <-done
-	w.Close()
-	require.NoError(t, tr.Close())
+	pid, next, ws := runAdopting(t, tr, []string{static, "waitfork", tiny}, func(pid int) {
+		require.NoError(t, tr.Adopt(pid))
+		require.NoError(t, tr.Adopt(pid), "adopting twice")
+	})
+	assert.Equal(t, "waitfork: OK", next)
 	assert.Equal(t, 0, ws.ExitStatus())
 	rec.check(t)
 	evs := rec.snapshot()
@@ -235,31 +248,14 @@ func TestAdopt(t *testing.T) {
 func TestAdoptFilterExec(t *testing.T) {
 	static := testbin.MustBuild(t, staticProg)
 	tiny := testbin.MustBuild(t, testbin.Tiny)
-	exe, _ := os.Executable()
 	rec := newRecorder()
 	tr := New(rec, libos.Policy{})
 	filter := filepath.Join(t.TempDir(), "filter")
 	require.NoError(t, os.WriteFile(filter, tr.Filter(), 0o644))
-	r, w, err := os.Pipe()
-	require.NoError(t, err)
-	defer r.Close()
-	done := make(chan unix.WaitStatus, 1)
-	go func() {
-		ws, err := tr.Run(Spec{Path: static, Argv: []string{static, "adoptexec", filter, static, "forkexec", tiny},
-			Stdout: w, Stub: exe})
-		assert.NoError(t, err)
-		done <- ws
-	}()
-	c := lines(r)
-	var pid int
-	_, err = fmt.Sscanf(<-c, "adoptexec: %d ready", &pid)
-	require.NoError(t, err)
-	require.NoError(t, tr.Adopt(pid))
-	require.NoError(t, tr.Signal(unix.SIGUSR1))
-	assert.Equal(t, "forkexec: OK", <-c)
-	ws := <-done
-	w.Close()
-	require.NoError(t, tr.Close())
+	pid, next, ws := runAdopting(t, tr, []string{static, "adoptexec", filter, static, "forkexec", tiny}, func(pid int) {
+		require.NoError(t, tr.Adopt(pid))
+	})
+	assert.Equal(t, "forkexec: OK", next)
 	assert.Equal(t, 0, ws.ExitStatus())
 	rec.check(t)
 	evs := rec.snapshot()
