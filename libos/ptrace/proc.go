@@ -159,17 +159,11 @@ func listFDs(pid int) []fdInfo {
 		if err != nil {
 			continue // closed meanwhile
 		}
-		out = append(out, fdInfo{fd: fd, target: string(link[:n]), flags: fdFlags(infoDir, name, buf)})
+		flags, _ := readFDFlags(infoDir, name, buf) // 0 when unreadable
+		out = append(out, fdInfo{fd: fd, target: string(link[:n]), flags: flags})
 	}
 	slices.SortFunc(out, func(a, b fdInfo) int { return a.fd - b.fd })
 	return out
-}
-
-// fdFlags parses the "flags:" line (octal) of an fdinfo file; 0 when it
-// cannot be read.
-func fdFlags(infoDir int, name string, buf []byte) int {
-	flags, _ := readFDFlags(infoDir, name, buf)
-	return flags
 }
 
 // fdFlagsOf returns the open flags of pid's descriptor fd.
@@ -177,6 +171,8 @@ func fdFlagsOf(pid, fd int) (int, bool) {
 	return readFDFlags(unix.AT_FDCWD, "/proc/"+strconv.Itoa(pid)+"/fdinfo/"+strconv.Itoa(fd), make([]byte, 4096))
 }
 
+// readFDFlags parses the "flags:" line (octal) of the fdinfo file name
+// (relative to dir).
 func readFDFlags(dir int, name string, buf []byte) (int, bool) {
 	f, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
