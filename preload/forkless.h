@@ -205,6 +205,10 @@ FL_HIDDEN int fl_spawn_policed(struct fl_spawn *req, enum fl_via via, pid_t *chi
  * NUL-terminated, with raw system calls: its length, or -1. */
 FL_HIDDEN long fl_read_small(const char *path, char *buf, size_t size);
 
+/* fl_read_octal reads the small file at path and returns the octal number
+ * after key at the start of one of its lines ("flags:", "Umask:"), or -1. */
+FL_HIDDEN long fl_read_octal(const char *path, const char *key);
+
 /* fl_fd_link reads what descriptor fd refers to (its /proc/self/fd link)
  * into out, NUL-terminated, with raw system calls: its length, or -1. */
 FL_HIDDEN long fl_fd_link(int fd, char *out, size_t size);

@@ -1023,22 +1023,7 @@ static long lz_fchdir(struct lz *st, int fd)
 }
 
 /* lz_parent_umask reads the umask without changing it (Linux 4.7+). */
-static long lz_parent_umask(void)
-{
-	char buf[512];
-	if (fl_read_small("/proc/self/status", buf, sizeof buf) <= 0)
-		return -1;
-	char *p = strstr(buf, "\nUmask:");
-	if (!p)
-		return -1;
-	p += 7;
-	while (*p == ' ' || *p == '\t')
-		p++;
-	long v = 0;
-	while (*p >= '0' && *p <= '7')
-		v = v * 8 + (*p++ - '0');
-	return v;
-}
+static long lz_parent_umask(void) { return fl_read_octal("/proc/self/status", "Umask:"); }
 
 static long lz_umask(struct lz *st, unsigned mask)
 {

@@ -492,6 +492,27 @@ long fl_fd_link(int fd, char *out, size_t size)
 	return r;
 }
 
+/* fl_read_octal: see forkless.h. */
+long fl_read_octal(const char *path, const char *key)
+{
+	char buf[512];
+	if (fl_read_small(path, buf, sizeof buf) <= 0)
+		return -1;
+	size_t k = strlen(key);
+	for (char *p = buf; *p; p++) {
+		if ((p == buf || p[-1] == '\n') && !__builtin_strncmp(p, key, k)) {
+			p += k;
+			while (*p == ' ' || *p == '\t')
+				p++;
+			long v = 0;
+			while (*p >= '0' && *p <= '7')
+				v = v * 8 + (*p++ - '0');
+			return v;
+		}
+	}
+	return -1;
+}
+
 /* fd_flags reads the open flags of fd from /proc/self/fdinfo (octal). */
 static int fd_flags(const char *name)
 {
@@ -500,21 +521,7 @@ static int fd_flags(const char *name)
 	for (int i = 0; name[i] && n < (int)sizeof path - 1; i++)
 		path[n++] = name[i];
 	path[n] = 0;
-	char buf[256];
-	if (fl_read_small(path, buf, sizeof buf) <= 0)
-		return -1;
-	for (char *p = buf; *p; p++) {
-		if ((p == buf || p[-1] == '\n') && !__builtin_strncmp(p, "flags:", 6)) {
-			p += 6;
-			while (*p == ' ' || *p == '\t')
-				p++;
-			int v = 0;
-			while (*p >= '0' && *p <= '7')
-				v = v * 8 + (*p++ - '0');
-			return v;
-		}
-	}
-	return -1;
+	return (int)fl_read_octal(path, "flags:");
 }
 
 static void list_one(void *arg, int fd, int dirfd, const char *name)
