@@ -34,17 +34,6 @@ var modules = []string{"test_subprocess", "test_posix"}
 // runLimit only stops a hung run; no result depends on it.
 const runLimit = 20 * time.Minute
 
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	return testbin.MustRoot(t)
-}
-
-// library is what LD_PRELOAD gets: lib/libforkless.so, or FORKLESS_TEST_LIB.
-func library(t *testing.T) string {
-	t.Helper()
-	return testbin.Preload(t)
-}
-
 // interpreter returns the real python3 (pyenv's python3 is a bash shim,
 // which would put bash between the library and the interpreter).
 func interpreter(t *testing.T) string {
@@ -219,7 +208,7 @@ func TestSubprocessAndPosix(t *testing.T) {
 	if os.Getenv("FORKLESS_CPYTHON") != "1" {
 		t.Skip("slow (about a minute): set FORKLESS_CPYTHON=1 to run CPython's test_subprocess and test_posix")
 	}
-	lib := library(t)
+	lib := testbin.Preload(t)
 	py := interpreter(t)
 
 	// The library must actually be in effect for this interpreter.

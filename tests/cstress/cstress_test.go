@@ -37,17 +37,6 @@ var (
 // runLimit only stops a hung run; no result depends on it.
 const runLimit = 15 * time.Minute
 
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	return testbin.MustRoot(t)
-}
-
-// library is what LD_PRELOAD gets: lib/libforkless.so, or FORKLESS_TEST_LIB.
-func library(t *testing.T) string {
-	t.Helper()
-	return testbin.Preload(t)
-}
-
 func gcc(t *testing.T, out string, args ...string) {
 	t.Helper()
 	src, err := os.Getwd()
@@ -205,7 +194,7 @@ func TestNative(t *testing.T) {
 // TestPreload runs the same stress with the library: everything must be
 // zero, popen leaks included.
 func TestPreload(t *testing.T) {
-	lib := library(t)
+	lib := testbin.Preload(t)
 	bin, report := build(t)
 	r := stress(t, bin, report, *creations, "LD_PRELOAD="+lib)
 	checkCommon(t, r, *creations)
@@ -232,7 +221,7 @@ type traceEvent struct {
 // must record the processes the stress made, by each entry point, and no
 // descriptor list in it may hold a close-on-exec descriptor.
 func TestPreloadTraced(t *testing.T) {
-	lib := library(t)
+	lib := testbin.Preload(t)
 	bin, report := build(t)
 	trace := filepath.Join(t.TempDir(), "trace.jsonl")
 	r := stress(t, bin, report, *traced, "LD_PRELOAD="+lib, "FORKLESS_TRACE="+trace)

@@ -257,17 +257,6 @@ func atoi(s string) int {
 
 // ---- locating and building ----
 
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	return testbin.MustRoot(t)
-}
-
-// library is what LD_PRELOAD gets: lib/libforkless.so, or FORKLESS_TEST_LIB.
-func library(t *testing.T) string {
-	t.Helper()
-	return testbin.Preload(t)
-}
-
 // build compiles every program into dir in parallel.
 func build(t *testing.T, dir string) map[string]string {
 	t.Helper()
@@ -353,7 +342,7 @@ func run(t *testing.T, bin string, args []string, extra ...string) result {
 }
 
 func TestGramine(t *testing.T) {
-	lib := library(t)
+	lib := testbin.Preload(t)
 	bins := build(t, t.TempDir())
 	for _, p := range programs {
 		t.Run(p.name, func(t *testing.T) {

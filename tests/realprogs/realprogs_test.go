@@ -167,11 +167,6 @@ func hasArg(e event, arg string) bool { return slices.Contains(e.Argv, arg) }
 
 // ---- locating forkless ----
 
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	return testbin.MustRoot(t)
-}
-
 func hasRun(bin string) bool {
 	return exec.Command(bin, "run", "-h").Run() == nil
 }
@@ -181,7 +176,7 @@ func hasRun(bin string) bool {
 // run subcommand does not exist yet.
 func forkless(t *testing.T) string {
 	t.Helper()
-	root := repoRoot(t)
+	root := testbin.MustRoot(t)
 	bin := filepath.Join(root, "bin", "forkless")
 	lib := filepath.Join(root, "lib", "libforkless.so")
 	_, libErr := os.Stat(lib)
