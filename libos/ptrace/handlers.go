@@ -211,21 +211,30 @@ func (t *Tracer) onNew(th *thread) {
 	case pd.vforkish:
 		// Recorded when the child execs (a spawn) or exits (a fork via
 		// vfork).
-		pd.child = child
 		c.vfork = pd
 		th.pend = nil
 	default:
 		th.pend = nil
-		t.record(trace.Event{PID: pd.parent, PPID: p.ppid, TID: pd.ptid, Event: trace.EventFork, Via: pd.via,
-			Child: child, DurUS: time.Since(pd.start).Microseconds(), Threads: pd.nthreads,
-			FDs: pd.fds, FDsTruncated: pd.fdsTrunc})
-		t.rep.Settle(pd.parent)
-		if f := p.freeze; f != nil && f.forker == th {
-			t.unfreeze(p) // the kernel has copied the table
-		}
+		t.forkDone(th, pd, child, 0)
 	}
 	t.releaseNewborn(child)
 	unix.PtraceCont(th.tid, 0)
+}
+
+// forkDone records a real fork (its child, or errno when it failed) with
+// the snapshot taken for it, settles its admission and resumes the threads
+// frozen for it: the kernel has copied the table.
+func (t *Tracer) forkDone(th *thread, pd *pending, child, errno int) {
+	ev := trace.Event{PID: pd.parent, PPID: t.ppidOf(pd.parent), TID: pd.ptid, Event: trace.EventFork, Via: pd.via,
+		Child: child, Errno: errno, DurUS: time.Since(pd.start).Microseconds(), Threads: pd.nthreads}
+	if errno == 0 {
+		ev.FDs, ev.FDsTruncated = pd.fds, pd.fdsTrunc
+	}
+	t.record(ev)
+	t.rep.Settle(pd.parent)
+	if f := th.p.freeze; f != nil && f.forker == th {
+		t.unfreeze(th.p)
+	}
 }
 
 // releaseNewborn handles the first stop of a new thread that arrived
@@ -267,21 +276,10 @@ func (t *Tracer) onSyscallStop(th *thread) {
 					DurUS: time.Since(pd.start).Microseconds()})
 				t.rep.Settle(pd.parent)
 			}
+		} else if ret < 0 {
+			t.forkDone(th, pd, 0, int(-ret))
 		} else {
-			ev := trace.Event{PID: pd.parent, PPID: t.ppidOf(pd.parent), TID: pd.ptid,
-				Event: trace.EventFork, Via: pd.via, DurUS: time.Since(pd.start).Microseconds(),
-				Threads: pd.nthreads}
-			if ret < 0 {
-				ev.Errno = int(-ret)
-			} else {
-				ev.Child = int(ret)
-				ev.FDs, ev.FDsTruncated = pd.fds, pd.fdsTrunc
-			}
-			t.record(ev)
-			t.rep.Settle(pd.parent)
-			if f := th.p.freeze; f != nil && f.forker == th {
-				t.unfreeze(th.p)
-			}
+			t.forkDone(th, pd, int(ret), 0)
 		}
 	case kExec:
 		th.pend = nil
@@ -291,8 +289,8 @@ func (t *Tracer) onSyscallStop(th *thread) {
 			ev := pd.ev
 			ev.Errno = int(-ret)
 			ev.FDs, ev.FDsTruncated, ev.StrictClosed = nil, false, 0
-			if ev.Event == trace.EventSpawn {
-				ev.DurUS = time.Since(pd.spawnStart()).Microseconds()
+			if c := pd.spawnFor; c != nil {
+				ev.DurUS = time.Since(c.start).Microseconds()
 			}
 			if !pd.silent {
 				t.record(ev)
@@ -300,13 +298,6 @@ func (t *Tracer) onSyscallStop(th *thread) {
 		}
 	}
 	unix.PtraceCont(th.tid, 0)
-}
-
-func (pd *pending) spawnStart() time.Time {
-	if pd.spawnFor != nil {
-		return pd.spawnFor.start
-	}
-	return pd.start
 }
 
 // onExecEntry handles the entry of execve or execveat: policy, strict
@@ -343,7 +334,7 @@ func (t *Tracer) onExecEntry(th *thread, regs *unix.PtraceRegs) {
 	argv, trunc := readArgv(th.tid, argvAddr)
 	ev := trace.Event{PID: p.pid, PPID: p.ppid, TID: th.tid, Event: trace.EventExec, Via: trace.ViaExec,
 		Path: utf8Bytes([]byte(path)), Argv: argv, ArgvTruncated: trunc}
-	pd := &pending{kind: kExec, start: time.Now()}
+	pd := &pending{kind: kExec}
 	if c := p.vfork; c != nil {
 		// A vfork-style child's exec is its parent's spawn.
 		ev.PID, ev.PPID, ev.TID, ev.Event, ev.Via = c.parent, t.ppidOf(c.parent), c.ptid, trace.EventSpawn, trace.ViaVfork
@@ -508,7 +499,7 @@ func (t *Tracer) onPtrace(th *thread, regs *unix.PtraceRegs) {
 }
 
 // message writes msg to pid's standard error (the same open file, through
-// pidfd_getfd), or to t.Messages when that is not possible.
+// pidfd_getfd), or to forkless's own when that is not possible.
 func (t *Tracer) message(pid int, msg string) {
 	if pfd, err := unix.PidfdOpen(pid, 0); err == nil {
 		fd, err := unix.PidfdGetfd(pfd, 2, 0)
@@ -521,11 +512,7 @@ func (t *Tracer) message(pid int, msg string) {
 			}
 		}
 	}
-	w := t.Messages
-	if w == nil {
-		w = os.Stderr
-	}
-	fmt.Fprint(w, msg)
+	fmt.Fprint(os.Stderr, msg)
 }
 
 // kcmpFile is KCMP_FILE: do two descriptors name one open file description?

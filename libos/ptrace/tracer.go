@@ -15,7 +15,6 @@ package ptrace
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"runtime"
 	"sync"
@@ -62,11 +61,6 @@ type Spec struct {
 type Tracer struct {
 	rep libos.Reporter
 	pol libos.Policy
-
-	// Messages receives forkless's messages about a traced program when
-	// the program's own standard error cannot be reached (default
-	// os.Stderr). Set it before Run.
-	Messages io.Writer
 
 	mu      sync.Mutex
 	queue   []func()
@@ -151,7 +145,6 @@ type pending struct {
 	attempted bool // the vfork-style child recorded an exec attempt
 	parent    int  // creating process and thread
 	ptid      int
-	child     int
 	fds       []trace.FD // fork snapshot
 	fdsTrunc  bool
 	nthreads  int
@@ -802,7 +795,7 @@ func (t *Tracer) threadExit(th *thread, ws unix.WaitStatus) {
 	p := th.p
 	delete(t.threads, th.tid)
 	delete(p.threads, th.tid)
-	if pd := th.pend; pd != nil && pd.kind == kCreate && (!pd.vforkish || pd.child == 0) {
+	if pd := th.pend; pd != nil && pd.kind == kCreate {
 		t.rep.Settle(pd.parent) // killed inside the creation
 	}
 	if f := p.freeze; f != nil {
