@@ -1,7 +1,7 @@
 /* The wait family: with a host, a reaped child's wait status is reported
  * as an "exit" line (pid: the child that ended, ppid: the reaper). Without
- * a host each call is libc's after one branch. waitpid and wait are glibc's
- * exported __waitpid and __wait (cancellation points as ever); wait3,
+ * a host each call is libc's after one branch. waitpid is glibc's exported
+ * __waitpid (a cancellation point as ever), and wait is waitpid(-1); wait3,
  * wait4 and waitid are looked up with dlsym on first use (at load under a
  * host, so that a signal handler never runs the loader).
  *
@@ -19,7 +19,6 @@
 #define EXPORT __attribute__((visibility("default")))
 
 extern pid_t __waitpid(pid_t, int *, int);
-extern pid_t __wait(int *);
 
 static inline int hosted(void)
 {
@@ -41,12 +40,10 @@ static void report(pid_t pid, int status)
 	errno = saved;
 }
 
-EXPORT pid_t waitpid(pid_t pid, int *status, int options)
+/* reaped gives the caller the status of what wait call r reaped, and
+ * reports it. */
+static pid_t reaped(pid_t r, int st, int *status)
 {
-	if (__builtin_expect(!hosted(), 1))
-		return __waitpid(pid, status, options);
-	int st = 0;
-	pid_t r = __waitpid(pid, &st, options);
 	if (r > 0) {
 		if (status)
 			*status = st;
@@ -55,19 +52,16 @@ EXPORT pid_t waitpid(pid_t pid, int *status, int options)
 	return r;
 }
 
-EXPORT pid_t wait(int *status)
+EXPORT pid_t waitpid(pid_t pid, int *status, int options)
 {
 	if (__builtin_expect(!hosted(), 1))
-		return __wait(status);
+		return __waitpid(pid, status, options);
 	int st = 0;
-	pid_t r = __wait(&st);
-	if (r > 0) {
-		if (status)
-			*status = st;
-		report(r, st);
-	}
-	return r;
+	pid_t r = __waitpid(pid, &st, options);
+	return reaped(r, st, status);
 }
+
+EXPORT pid_t wait(int *status) { return waitpid(-1, status, 0); }
 
 EXPORT pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru)
 {
@@ -80,12 +74,7 @@ EXPORT pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru)
 		return fl_real.wait4(pid, status, options, ru);
 	int st = 0;
 	pid_t r = fl_real.wait4(pid, &st, options, ru);
-	if (r > 0) {
-		if (status)
-			*status = st;
-		report(r, st);
-	}
-	return r;
+	return reaped(r, st, status);
 }
 
 EXPORT pid_t wait3(int *status, int options, struct rusage *ru) { return wait4(-1, status, options, ru); }
