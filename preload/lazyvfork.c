@@ -1370,17 +1370,8 @@ static void lz_child_fds(struct lz *st, struct lz_att *a)
 		struct lz_ov *o = &st->ov[i];
 		if (o->pin < 0 || o->cloexec)
 			continue;
-		char link[32] = "/proc/self/fd/", *q = link + 14, d[12];
-		int k = 0;
-		unsigned v = (unsigned)o->pin;
-		do
-			d[k++] = (char)('0' + v % 10);
-		while ((v /= 10) != 0);
-		while (k)
-			*q++ = d[--k];
-		*q = 0;
-		long r = fl_sys4(SYS_readlinkat, AT_FDCWD, link, buf[i], sizeof buf[i] - 1);
-		buf[i][r > 0 ? r : 0] = 0;
+		if (fl_fd_link(o->pin, buf[i], sizeof buf[i]) < 0)
+			buf[i][0] = 0;
 		fd[n] = o->n, tg[n] = buf[i], n++;
 	}
 	for (int i = 1; i < n; i++) /* by number, as /proc lists them */

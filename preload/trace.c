@@ -321,7 +321,7 @@ void fl_trace(const struct fl_trace_rec *r)
 		puts_(&w, ",\"status\":");
 		puti(&w, r->status);
 	}
-	if ((unsigned)r->policy < 3 && r->policy != FL_POL_NONE) {
+	if ((unsigned)r->policy < sizeof policy_names / sizeof policy_names[0] && r->policy != FL_POL_NONE) {
 		puts_(&w, ",\"policy\":\"");
 		puts_(&w, policy_names[r->policy]);
 		puts_(&w, "\"");
