@@ -28,7 +28,8 @@
 #define EXPORT __attribute__((visibility("default")))
 #define SHELL_PATH "/bin/sh"
 
-/* spawn_sh runs /bin/sh with argv (environ, made sticky), traced. */
+/* spawn_sh runs /bin/sh with argv (environ, made sticky), policed and
+ * traced as any spawn. */
 static int spawn_sh(enum fl_via via, pid_t *pid, char *const argv[], const struct fl_action *acts,
 		    int nacts, const struct fl_attr *attr)
 {
@@ -40,38 +41,8 @@ static int spawn_sh(enum fl_via via, pid_t *pid, char *const argv[], const struc
 		.actions = acts,
 		.nactions = nacts,
 		.attr = attr,
-		.nkeep = -1,
 	};
-	if (fl_cfg.strict)
-		req.keep = fl_cfg.keep, req.nkeep = fl_cfg.nkeep;
-	if (!fl_tracing())
-		return fl_spawn(pid, 0, &req);
-
-	struct fl_fdlist fds = {0};
-	int closed = 0, denied = 0;
-	req.fdlist = &fds;
-	req.denied = &denied;
-	if (fl_cfg.strict)
-		req.strict_closed = &closed;
-	uint64_t t0 = fl_now_ns();
-	int admitted = fl_admit(); /* the host's process limit */
-	int rc = admitted == 0 ? EAGAIN : fl_spawn(pid, 0, &req);
-	struct fl_trace_rec r = {
-		.policy = admitted == 0 ? FL_POL_MAX_PROCS : denied && rc ? FL_POL_EXEC_DENY : FL_POL_NONE,
-		.event = FL_EV_SPAWN,
-		.via = via,
-		.child = rc == 0 ? *pid : 0,
-		.path = SHELL_PATH,
-		.argv = argv,
-		.fds = rc == 0 ? &fds : 0,
-		.dur_ns = fl_now_ns() - t0,
-		.err = rc,
-		.strict_closed = closed,
-	};
-	fl_trace(&r);
-	if (admitted == 1)
-		fl_settle();
-	return rc;
+	return fl_spawn_policed(&req, via, pid, 0);
 }
 
 /* ---- system ---- */
