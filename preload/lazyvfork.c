@@ -1622,22 +1622,19 @@ int fl_lazy_exec(int kind, const char *path, char *const argv[], char *const env
 	} else {
 		rc = fl_spawn(&pid, 0, &req);
 	}
-	if (rc == 0) {
-		if (tracing) {
-			lz_emit_attempts(st, pid);
-			struct fl_trace_rec r = {
-				.event = FL_EV_SPAWN, .via = FL_VIA_VFORK, .child = pid,
-				.path = path, .argv = argv, .fds = &fds,
-				.dur_ns = fl_now_ns() - st->t0, .strict_closed = closed,
-			};
-			fl_trace(&r);
-		}
-		if (admitted == 1)
-			fl_settle();
-		lz_finish(st, pid, "spawn");
+	if (rc == 0 && tracing) {
+		lz_emit_attempts(st, pid);
+		struct fl_trace_rec r = {
+			.event = FL_EV_SPAWN, .via = FL_VIA_VFORK, .child = pid,
+			.path = path, .argv = argv, .fds = &fds,
+			.dur_ns = fl_now_ns() - st->t0, .strict_closed = closed,
+		};
+		fl_trace(&r);
 	}
 	if (admitted == 1)
 		fl_settle();
+	if (rc == 0)
+		lz_finish(st, pid, "spawn"); /* does not return */
 	if (clone_failed) {
 		/* No process could be made: the vfork fails. */
 		st->reason = "clone", st->reason_nr = -1;
