@@ -78,7 +78,7 @@ static void trace_fork(pid_t pid, int err, int threads, uint64_t t0, const struc
 		.dur_ns = fl_now_ns() - t0,
 		.err = err,
 		.threads = threads,
-		.fds = pid > 0 ? fds : 0,
+		.fds = pid > 0 && fl_hosted() ? fds : 0, /* listed only for the host */
 		.policy = policy,
 	};
 	fl_trace(&r);

@@ -629,6 +629,7 @@ func TestForkThreads(t *testing.T) {
 	assert.Equal(t, 4, fk[0].Threads, "threads at the fork")
 	assert.Zero(t, fk[0].Errno)
 	assert.True(t, fk[0].has("dur_us"))
+	assert.False(t, fk[0].has("fds"), "a fork line lists descriptors only under a host")
 }
 
 func TestForkChildUsesLibraryAgain(t *testing.T) {
